@@ -375,7 +375,7 @@ DIMENSIONS = [{"Name": k, "Value": v} for k, v in SERVICE.items()]
 
 
 @pytest.fixture
-def needs_codedeploy(sandbox):
+def live_revision(sandbox):
     """A deployment group whose revision serves traffic (the CodeDeploy extension sets it live)."""
     sandbox.set_lifecycle("immediate", service="codedeploy")
     s3 = sandbox.boto3("s3")
@@ -419,7 +419,7 @@ def service_metric(cw, name, stat="Average"):
     return result["MetricDataResults"][0]["Values"]
 
 
-def test_live_revision_reports_healthy_service_metrics(sandbox, needs_codedeploy):
+def test_live_revision_reports_healthy_service_metrics(sandbox, live_revision):
     cw = sandbox.boto3("cloudwatch")
     requests = service_metric(cw, "RequestCount", "SampleCount")
     assert requests and all(count <= 2 for count in requests)  # one datapoint per 5-second slot
@@ -441,7 +441,7 @@ def unhealthy_payments(sandbox):
     )
 
 
-def test_unhealthy_revision_trips_its_error_rate_alarm(sandbox, unhealthy_payments, needs_codedeploy):
+def test_unhealthy_revision_trips_its_error_rate_alarm(sandbox, unhealthy_payments, live_revision):
     cw = sandbox.boto3("cloudwatch")
     assert all(18 <= v <= 32 for v in service_metric(cw, "ErrorRate"))
     assert all(800 <= v <= 1000 for v in service_metric(cw, "LatencyP99"))
