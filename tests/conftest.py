@@ -2,11 +2,14 @@
 
 One sandbox serves the whole session (a cold start costs seconds); ``sandbox`` resets it before
 each test that uses it, so every test starts with no resources, no faults and default speeds.
+``airflow_stack`` likewise runs one real Airflow for the session, for end-to-end tests (marked slow).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from shipflow.sandbox.client import SandboxClient
+from shipflow.runtime.local import AirflowStartError, LocalAirflow, free_port
+from shipflow.runtime.rest import AirflowClient
+from shipflow.sandbox import DEFAULT_REGION
+from shipflow.sandbox.client import SANDBOX_CREDENTIALS, SandboxClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,3 +75,63 @@ def sandbox(sandbox_process: SandboxClient) -> SandboxClient:
     """A sandbox with no resources, no faults and default lifecycle speeds."""
     sandbox_process.reset()
     return sandbox_process
+
+
+# -- a live Airflow ---------------------------------------------------------------------------------
+AIRFLOW_DAGS = ROOT / "tests" / "airflow_dags"
+
+
+class AirflowStack:
+    """What ``airflow_stack`` yields: a running Airflow, logged-in clients, and its dags folder."""
+
+    def __init__(self, airflow: LocalAirflow) -> None:
+        self.airflow = airflow
+        self.base_url = airflow.base_url
+        self.dags_folder = airflow.dags_folder
+        self._clients: dict[str, AirflowClient] = {}
+
+    def client(self, username: str = "ci") -> AirflowClient:
+        """A REST client logged in as ``username`` (one of shipflow.runtime.DEFAULT_USERS)."""
+        if username not in self._clients:
+            self._clients[username] = self.airflow.client(username)
+        return self._clients[username]
+
+    def add_dag_file(self, name: str, source: str) -> Path:
+        """Write a DAG file into the dags folder; the dag-processor sees it within a few seconds.
+
+        The file appears whole (written aside, then renamed) so a parse never reads half of it.
+        Use a name unique to the test: the folder is shared by the whole session.
+        """
+        path = self.dags_folder / name
+        staging = self.dags_folder.parent / f".{name}.tmp"
+        staging.write_text(source)
+        staging.replace(path)
+        return path
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(sandbox_process: SandboxClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """A real Airflow 3 (api-server, scheduler, dag-processor, triggerer) for the whole session.
+
+    Its dags folder is a copy of tests/airflow_dags/ (tests may add files to it); the connection
+    ``aws_sandbox`` points at the session's sandbox. Logs stay in the pytest temp dir for diagnosis.
+    A stack that does not start fails the test with every component's last log lines.
+    """
+    home = tmp_path_factory.mktemp("airflow")
+    dags = home.parent / f"{home.name}-dags"
+    shutil.copytree(AIRFLOW_DAGS, dags, ignore=shutil.ignore_patterns("__pycache__"))
+    connection = {
+        "conn_type": "aws",
+        "login": SANDBOX_CREDENTIALS["aws_access_key_id"],
+        "password": SANDBOX_CREDENTIALS["aws_secret_access_key"],
+        "extra": {"endpoint_url": sandbox_process.endpoint, "region_name": DEFAULT_REGION},
+    }
+    airflow = LocalAirflow(home, dags, free_port(), extra_env={"AIRFLOW_CONN_AWS_SANDBOX": json.dumps(connection)})
+    try:
+        airflow.start(timeout=120)
+    except AirflowStartError as exc:
+        pytest.fail(f"Airflow did not start (home {home}):\n{exc}", pytrace=False)
+    try:
+        yield AirflowStack(airflow)
+    finally:
+        airflow.stop()
