@@ -1,0 +1,54 @@
+"""One DAG per AWS release action, for the end-to-end tests in tests/aws/test_e2e.py.
+
+Each task takes its resource names from the run's conf and retries once quickly, so a test can kill
+a task mid-wait and watch Airflow's retry adopt what the first try started. ``deferrable`` in the
+conf selects the triggerer path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from shipflow.aws.operators.codebuild import CodeBuildStartBuildOperator
+
+DEFAULTS = {
+    "retries": 1,
+    "retry_delay": timedelta(seconds=1),
+    "aws_conn_id": "aws_sandbox",
+}
+
+
+with DAG(
+    dag_id="aws_codebuild_build",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    tags=["test"],
+    default_args=DEFAULTS,
+    render_template_as_native_obj=True,
+):
+    CodeBuildStartBuildOperator(
+        task_id="build",
+        project_name="{{ dag_run.conf['project'] }}",
+        source_version="{{ dag_run.conf.get('commit', 'main') }}",
+        waiter_delay=1,
+        waiter_max_attempts=120,
+    )
+
+with DAG(
+    dag_id="aws_codebuild_build_deferrable",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    tags=["test"],
+    default_args=DEFAULTS,
+):
+    CodeBuildStartBuildOperator(
+        task_id="build",
+        project_name="{{ dag_run.conf['project'] }}",
+        waiter_delay=1,
+        waiter_max_attempts=120,
+        deferrable=True,
+    )
