@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG
 
 from shipflow.aws.operators.codebuild import CodeBuildStartBuildOperator
+from shipflow.aws.operators.codedeploy import CodeDeployCreateDeploymentOperator
 
 DEFAULTS = {
     "retries": 1,
@@ -51,4 +52,22 @@ with DAG(
         waiter_delay=1,
         waiter_max_attempts=120,
         deferrable=True,
+    )
+
+with DAG(
+    dag_id="aws_codedeploy_deploy",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    tags=["test"],
+    default_args=DEFAULTS,
+):
+    CodeDeployCreateDeploymentOperator(
+        task_id="deploy",
+        application_name="{{ dag_run.conf['application'] }}",
+        deployment_group_name="{{ dag_run.conf['group'] }}",
+        s3_bucket="{{ dag_run.conf['bucket'] }}",
+        s3_key="{{ dag_run.conf['key'] }}",
+        waiter_delay=1,
+        waiter_max_attempts=120,
     )

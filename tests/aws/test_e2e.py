@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+from tests.aws import codedeploy_helpers
 from tests.aws.helpers import create_project
 
 pytestmark = pytest.mark.slow
@@ -76,3 +77,33 @@ def test_deferred_build_waits_in_the_triggerer(airflow_stack, sandbox):
     assert result["status"] == "SUCCEEDED"
     # The worker made the start call; the triggerer's polling is not in the worker's record.
     assert [c["operation"] for c in result["aws_calls"]][0] == "StartBuild"
+
+
+def test_killed_deploy_task_is_retried_and_adopts_its_deployment(airflow_stack, sandbox):
+    app, group = "e2e-resume", "e2e-resume-staging"
+    codedeploy_helpers.upload_bundles(sandbox, "2.0.0", app=app)
+    codedeploy_helpers.create_group(sandbox, app=app, group=group, config="CodeDeployDefault.OneAtATime")
+    sandbox.set_lifecycle("time", service="codedeploy", seconds=1.5)  # 4 instances one at a time: ~9 s
+    codedeploy = sandbox.boto3("codedeploy")
+    ci = airflow_stack.client("ci")
+    dag_id, run_id = "aws_codedeploy_deploy", f"kill-{time.time_ns()}"
+    ci.wait_for_dag(dag_id)
+    conf = {
+        "application": app,
+        "group": group,
+        "bucket": codedeploy_helpers.BUCKET,
+        "key": codedeploy_helpers.bundle_key("2.0.0", app),
+    }
+    ci.trigger_dag(dag_id, conf=conf, run_id=run_id)
+
+    listed = {"applicationName": app, "deploymentGroupName": group}
+    wait_until(lambda: codedeploy.list_deployments(**listed)["deployments"])
+    kill_task_process(ci, dag_id, run_id, "deploy")
+
+    run = ci.wait_for_dag_run(dag_id, run_id, timeout=120)
+    assert run["state"] == "success"
+    assert len(ci.task_instance_tries(dag_id, run_id, "deploy")) == 2
+    [deployment_id] = codedeploy.list_deployments(**listed)["deployments"]  # exactly one deployment
+    result = ci.xcom(dag_id, run_id, "deploy")
+    assert result["deployment_id"] == deployment_id and result["adopted"] is True
+    assert result["status"] == "Succeeded"
