@@ -80,3 +80,14 @@ def test_reset_forgets_resources_faults_and_speeds(sandbox):
     assert sandbox.boto3("sns").list_topics()["Topics"] == []
     assert sandbox.faults() == []
     assert sandbox.lifecycle()["codebuild::build"] != {"progression": "immediate"}
+
+
+def test_calls_are_counted_per_action_until_reset(sandbox):
+    client = sandbox.boto3("codebuild")
+    client.list_projects()
+    client.list_projects()
+    sandbox.boto3("sns").list_topics()
+    calls = sandbox.calls()
+    assert calls["codebuild:ListProjects"] == 2 and calls["sns:ListTopics"] == 1
+    sandbox.reset()
+    assert sandbox.calls() == {}

@@ -119,5 +119,9 @@ class SandboxClient:
     def lifecycle(self) -> dict[str, Any]:
         return self._request("GET", "/lifecycle")["models"]
 
+    def calls(self) -> dict[str, int]:
+        """Calls per ``service:Action`` the sandbox received since the last reset."""
+        return self._request("GET", "/calls")["calls"]
+
     def reset(self) -> None:
         self._request("POST", "/reset")

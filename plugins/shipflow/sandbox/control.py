@@ -4,6 +4,7 @@
     GET    /_shipflow/faults           -> {"faults": [...]}  (with how often and on what each fired)
     POST   /_shipflow/faults           {"kind", "service", "target"?, "count"?, "params"?} -> fault
     DELETE /_shipflow/faults[/ID]      -> remove one fault, or all
+    GET    /_shipflow/calls            -> {"calls": {"codebuild:BatchGetBuilds": 12, ...}} since reset
     GET    /_shipflow/lifecycle        -> {"models": {model: transition}}
     POST   /_shipflow/lifecycle        {"model" | "service", "progression", "times"? | "seconds"?}
     POST   /_shipflow/reset            -> forget every resource, fault and lifecycle setting
@@ -21,7 +22,7 @@ from moto.moto_api import state_manager
 from werkzeug.wrappers import Request, Response
 
 from shipflow.sandbox import CONTROL_PREFIX, lifecycle
-from shipflow.sandbox.faults import REGISTRY, FaultError
+from shipflow.sandbox.faults import CALLS, REGISTRY, FaultError
 
 PROGRESSIONS = ("immediate", "manual", "time")
 
@@ -122,6 +123,8 @@ class ControlApi:
             if not REGISTRY.remove(fault_id):
                 raise ControlError(f"no fault with id {fault_id}", 404)
             return _json({"removed": fault_id})
+        if path == "/calls" and method == "GET":
+            return _json({"calls": CALLS.snapshot()})
         if path == "/lifecycle":
             if method == "GET":
                 return _json({"models": {m: state_manager.get_transition(m) for m in sorted(lifecycle.MODELS)}})

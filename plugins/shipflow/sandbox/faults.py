@@ -112,7 +112,8 @@ class FaultRegistry:
             for fault in self._faults:
                 if fault.matches(kind, service, candidates):
                     fault.fired += 1
-                    fault.fired_on.append(on or next((c for c in candidates if c), "*"))
+                    # Bounded: a standing fault (count None) may fire on every call for hours.
+                    fault.fired_on = [*fault.fired_on[-99:], on or next((c for c in candidates if c), "*")]
                     return fault
         return None
 
@@ -141,12 +142,37 @@ class FaultRegistry:
 
 REGISTRY = FaultRegistry()
 
+
+class CallCounter:
+    """How many calls each ``service:Action`` received since the last reset (for tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def count(self, service: str, action: str) -> None:
+        key = f"{service}:{action}"
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._counts.items()))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+CALLS = CallCounter()
+
 _original_call_action = BaseResponse.call_action
 
 
 def _call_action(self: BaseResponse) -> Any:
     service = getattr(self, "service_name", None) or ""
     action = self._get_action() or ""
+    CALLS.count(service, action)
     latency = REGISTRY.take("latency", service, action, on=action)
     if latency is not None:
         time.sleep(float(latency.params["seconds"]))

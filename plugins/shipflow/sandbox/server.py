@@ -49,6 +49,7 @@ def reset_all() -> None:
 
     moto_api_backend.reset()
     faults.REGISTRY.reset()
+    faults.CALLS.reset()
     lifecycle.reset_transitions()
     world.reset()
     for module in _installed:
