@@ -55,7 +55,7 @@ def cmd_sandbox_up(args: argparse.Namespace) -> int:
             print(f"Seeded: {summary}", flush=True)
 
         threading.Thread(target=_seed_when_ready, daemon=True).start()
-    serve(args.host, args.port, ready_file=args.ready_file)
+    serve(args.host, args.port, ready_file=args.ready_file, access_log=args.access_log)
     return 0
 
 
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     up.add_argument("--seed", action="store_true", help="create the example services' resources once ready")
     up.add_argument("--ready-file", help="write the endpoint URL to this file once listening")
+    up.add_argument("--access-log", action="store_true", help="log every request (noisy with pollers)")
     up.set_defaults(func=cmd_sandbox_up)
 
     with_endpoint(sandbox_cmds.add_parser("seed", help="create the example services' AWS resources")).set_defaults(

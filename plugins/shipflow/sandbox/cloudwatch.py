@@ -412,7 +412,7 @@ class SandboxCloudWatchBackend(CloudWatchBackend):
         self.alarm_history: list[dict[str, Any]] = []
         self._data_version = 0  # bumped by every datapoint written, so alarms re-evaluate at once
         self._evaluated: dict[str, tuple[float, int]] = {}  # alarm -> (when, data version)
-        self._next_slot: dict[tuple[str, str], int] = {}  # (application, group) -> next slot to emit
+        self._next_slot: dict[str, int] = {}  # deployment id -> next slot to emit
         self._unhealthy: dict[str, Fault] = {}  # deployment id -> the fault that made it unhealthy
 
     @property
@@ -677,8 +677,10 @@ class SandboxCloudWatchBackend(CloudWatchBackend):
         last_slot = int(now // SLOT_SECONDS)
         for rev in live:
             key = (rev.application, rev.deployment_group)
+            # Slots are tracked per deployment, so a revision that just went live reports in the
+            # current slot at once (beside its predecessor's datapoint), as traffic shifts would.
             first = max(
-                self._next_slot.get(key, 0),
+                self._next_slot.get(rev.deployment_id, 0),
                 int(rev.since // SLOT_SECONDS),
                 int((now - BACKFILL_SECONDS) // SLOT_SECONDS),
             )
@@ -700,7 +702,7 @@ class SandboxCloudWatchBackend(CloudWatchBackend):
                 )
                 for name, value, unit in values:
                     self.metric_data.append(MetricDatum(SERVICE_NAMESPACE, name, float(value), dimensions, at, unit))
-            self._next_slot[key] = last_slot + 1
+            self._next_slot[rev.deployment_id] = last_slot + 1
             self._data_version += 1
 
     def _unhealthy_fault(self, rev: world.LiveRevision) -> Fault | None:

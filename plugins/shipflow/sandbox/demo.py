@@ -19,6 +19,8 @@ from shipflow.sandbox.client import SandboxClient
 from shipflow.sandbox.seed import bundle, bundle_key, load_seed, seed
 
 STEP_SECONDS = 0.3  # lifecycle speed for the demo: one status step per 0.3 s
+# Deployments step slower, so the new revision serves traffic long enough for its alarm to evaluate.
+DEPLOY_STEP_SECONDS = 2.0
 
 
 def _say(text: str = "") -> None:
@@ -159,6 +161,18 @@ def demo_codedeploy(sb: SandboxClient, bucket: str, service: str) -> dict[str, A
         outcome["rollback_status"] = rollback["status"]
     alarms = cloudwatch.describe_alarms(AlarmNamePrefix=group)["MetricAlarms"]
     _say("  alarms now: " + ", ".join(f"{a['AlarmName']}={a['StateValue']}" for a in alarms))
+    if rollback_id:
+        # The restored revision is healthy again: its alarms clear once a period of good data is in.
+        started = time.monotonic()
+        alarms = _wait(
+            lambda: cloudwatch.describe_alarms(AlarmNamePrefix=group)["MetricAlarms"],
+            lambda found: all(a["StateValue"] == "OK" for a in found),
+            timeout=40,
+            every=1,
+        )
+        states = ", ".join(f"{a['AlarmName']}={a['StateValue']}" for a in alarms)
+        _say(f"  {time.monotonic() - started:.0f}s later, on the restored revision: {states}")
+        outcome["recovered"] = all(a["StateValue"] == "OK" for a in alarms)
     return outcome
 
 
@@ -196,6 +210,7 @@ def run_demo(port: int = 0) -> int:
         demo_codebuild(sb, service)
         _say(f"\n[3/5] CloudFormation: a change set for {service}-staging, then an update that fails and rolls back")
         demo_cloudformation(sb, service)
+        sb.set_lifecycle("time", service="codedeploy", seconds=DEPLOY_STEP_SECONDS)
         _say("\n[4/5] CodeDeploy + CloudWatch: a good release, then an unhealthy one that alarms and rolls back")
         outcome = demo_codedeploy(sb, spec["artifact_bucket"], service)
         _say(f"\n[5/5] Alerts: alarm notifications delivered via SNS to the SQS queue {spec['alerts']['inbox_queue']}")
@@ -203,7 +218,7 @@ def run_demo(port: int = 0) -> int:
         _say(f"  {count} notification(s)")
         fired = [f for f in sb.faults() if f["fired"]]
         _say(f"\nFaults injected and fired: {len(fired)}. Total {time.monotonic() - started:.1f}s.")
-        ok = outcome.get("rollback_status") == "Succeeded"
+        ok = outcome.get("rollback_status") == "Succeeded" and outcome.get("recovered", False)
         _say("Demo OK: the sandbox builds, deploys, fails, alarms and rolls back like AWS." if ok else "Demo FAILED")
         return 0 if ok else 1
     finally:

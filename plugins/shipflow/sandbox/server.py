@@ -95,19 +95,25 @@ class SandboxApp:
         return self.moto(environ, start_response)
 
 
-def make_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> Any:
-    """A threaded WSGI server for the sandbox, not yet serving. ``port=0`` picks a free port."""
+def make_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, access_log: bool = False) -> Any:
+    """A threaded WSGI server for the sandbox, not yet serving. ``port=0`` picks a free port.
+
+    Werkzeug logs every request at INFO; pollers make that thousands of lines, so it is off unless asked.
+    """
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server as werkzeug_make_server
 
+    logging.getLogger("werkzeug").setLevel(logging.INFO if access_log else logging.WARNING)
     app = SandboxApp()
     return werkzeug_make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
-def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ready_file: str | None = None) -> None:
+def serve(
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ready_file: str | None = None, access_log: bool = False
+) -> None:
     """Serve until interrupted. Prints the endpoint once it accepts connections."""
     started = time.monotonic()
-    server = make_server(host, port)
+    server = make_server(host, port, access_log=access_log)
     bound_port = server.server_address[1]
     endpoint = f"http://{host}:{bound_port}"
     if ready_file:
