@@ -37,6 +37,20 @@ def marker(context: Any) -> str:
     return f"{MARKER_PREFIX}-{_digest(task_key(context), length=20)}"
 
 
+def _token(key: str, attempt: int, action: str) -> str:
+    return f"{MARKER_PREFIX}-{_digest(key, attempt, action, length=40)}"
+
+
 def client_token(context: Any, action: str) -> str:
     """Unique per task instance, try and action; valid as a CloudFormation ClientRequestToken."""
-    return f"{MARKER_PREFIX}-{_digest(task_key(context), try_number(context), action, length=40)}"
+    return _token(task_key(context), try_number(context), action)
+
+
+def client_tokens(context: Any, action: str) -> list[str]:
+    """The tokens every try of this task instance so far sent for ``action``, newest first.
+
+    Lets a retry recognise an operation an earlier try started (AWS records the token on it, e.g. in
+    CloudFormation stack events) even where no task state store kept it.
+    """
+    key = task_key(context)
+    return [_token(key, attempt, action) for attempt in range(try_number(context), 0, -1)]
