@@ -8,11 +8,21 @@ conf selects the triggerer path.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from airflow.sdk import DAG
 
+import shipflow
+from shipflow.aws.operators.cloudformation import (
+    CloudFormationCreateChangeSetOperator,
+    CloudFormationExecuteChangeSetOperator,
+)
 from shipflow.aws.operators.codebuild import CodeBuildStartBuildOperator
 from shipflow.aws.operators.codedeploy import CodeDeployCreateDeploymentOperator
+
+# The stack templates the CloudFormation tests use. The live stack parses a copy of this folder, so
+# the repository is found through the shipflow package (plugins/shipflow) rather than this file.
+TEST_TEMPLATES = Path(shipflow.__file__).resolve().parents[2] / "tests" / "aws" / "templates"
 
 DEFAULTS = {
     "retries": 1,
@@ -71,3 +81,28 @@ with DAG(
         waiter_delay=1,
         waiter_max_attempts=120,
     )
+
+with DAG(
+    dag_id="aws_cloudformation_release",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    tags=["test"],
+    default_args=DEFAULTS,
+):
+    plan = CloudFormationCreateChangeSetOperator(
+        task_id="plan_stack",
+        stack_name="{{ dag_run.conf['stack'] }}",
+        template_file="release-stack-v2.yaml",
+        templates_dir=TEST_TEMPLATES,
+        parameters={"ReleaseVersion": "{{ dag_run.conf['version'] }}"},
+        capabilities=["CAPABILITY_IAM"],
+        waiter_delay=1,
+    )
+    apply = CloudFormationExecuteChangeSetOperator(
+        task_id="apply_stack",
+        change_set=plan.output,
+        waiter_delay=1,
+        waiter_max_attempts=120,
+    )
+    plan >> apply

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from tests.aws import codedeploy_helpers
+from tests.aws import cloudformation_helpers, codedeploy_helpers
 from tests.aws.helpers import create_project
 
 pytestmark = pytest.mark.slow
@@ -107,3 +107,25 @@ def test_killed_deploy_task_is_retried_and_adopts_its_deployment(airflow_stack, 
     result = ci.xcom(dag_id, run_id, "deploy")
     assert result["deployment_id"] == deployment_id and result["adopted"] is True
     assert result["status"] == "Succeeded"
+
+
+def test_killed_stack_update_task_is_retried_and_adopts_its_execution(airflow_stack, sandbox):
+    stack = "e2e-resume-stack"
+    cloudformation_helpers.create_stack(sandbox, stack)
+    sandbox.set_lifecycle("time", service="cloudformation", seconds=2)  # the update takes ~6 s
+    ci = airflow_stack.client("ci")
+    dag_id, run_id = "aws_cloudformation_release", f"kill-{time.time_ns()}"
+    ci.wait_for_dag(dag_id)
+    ci.trigger_dag(dag_id, conf={"stack": stack, "version": "2.0.0"}, run_id=run_id)
+
+    ci.wait_for_task_state(dag_id, run_id, "apply_stack", {"running"}, timeout=90)
+    wait_until(lambda: cloudformation_helpers.stack_status(sandbox, stack) == "UPDATE_IN_PROGRESS")
+    kill_task_process(ci, dag_id, run_id, "apply_stack")
+
+    run = ci.wait_for_dag_run(dag_id, run_id, timeout=120)
+    assert run["state"] == "success"
+    assert len(ci.task_instance_tries(dag_id, run_id, "apply_stack")) == 2
+    updates = [op for op in cloudformation_helpers.operations_started(sandbox, stack) if op[0] == "UPDATE_IN_PROGRESS"]
+    assert len(updates) == 1  # exactly one execution of the change set
+    result = ci.xcom(dag_id, run_id, "apply_stack")
+    assert result["adopted"] is True and result["stack_status"] == "UPDATE_COMPLETE"
