@@ -123,9 +123,28 @@ def cmd_sandbox_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port)
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from shipflow.spec.commands import validate_command
+
+    return validate_command(args.paths)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from shipflow.spec.commands import schema_command
+
+    return schema_command(args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shipflow", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check service specs; every problem as file:line: field: message")
+    validate.add_argument("paths", nargs="*", help="spec files or folders (default: include/services)")
+    validate.set_defaults(func=cmd_validate)
+    schema = commands.add_parser("schema", help="the service spec's JSON schema, for editors")
+    schema.add_argument("--out", help="write it to this file instead of standard output")
+    schema.set_defaults(func=cmd_schema)
 
     sandbox = commands.add_parser("sandbox", help="the local AWS sandbox (moto, extended)")
     sandbox_cmds = sandbox.add_subparsers(dest="sandbox_command", required=True)
