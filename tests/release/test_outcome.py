@@ -103,3 +103,11 @@ def test_a_timed_out_stack_approval_is_the_root_cause_not_the_apply():
         stack_changed=False,
     )
     assert outcome.failed_step == "approve_stack_change" and outcome.next_tasks == ["no_rollback"]
+
+
+def test_without_automatic_rollback_a_person_restores_what_changed():
+    failed = states(deploy="failed", watch_bake="upstream_failed", check_service_metrics="upstream_failed")
+    outcome = decide(failed, expected=FULL, deployment_started=True, stack_changed=False, automatic=False)
+    assert outcome.next_tasks == ["manual_fallback"] and outcome.rolled_back == []
+    nothing_changed = decide(failed, expected=FULL, deployment_started=False, stack_changed=False, automatic=False)
+    assert nothing_changed.next_tasks == ["no_rollback"]

@@ -51,6 +51,7 @@ PROMOTE = "promote"
 ROLLBACK_DEPLOYMENT = "rollback_deployment"
 ROLLBACK_STACK = "rollback_stack"
 NO_ROLLBACK = "no_rollback"
+MANUAL_FALLBACK = "manual_fallback"
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,15 @@ def decide(
     deployment_started: bool,
     stack_changed: bool,
     rejected_by: dict[str, str] | None = None,
+    automatic: bool = True,
 ) -> Outcome:
     """Decide from ``states`` (task id -> state) of the environment's ``expected`` steps.
 
     ``deployment_started``: the deploy task recorded a deployment id (CodeDeploy accepted it).
     ``stack_changed``: the change set's execution began (it failed, or it succeeded with changes).
     ``rejected_by``: approval task id -> who rejected (a rejection skips downstream tasks).
+    ``automatic``: the spec's ``rollback.automatic``; without it, what changed is left to a person
+    (the manual fallback) instead of the rollback tasks.
     """
     rejected_by = rejected_by or {}
     # The root cause is the first step that failed (or was rejected) itself; only if none did, the
@@ -102,4 +106,6 @@ def decide(
         rollback.append(ROLLBACK_DEPLOYMENT)
     if "apply_stack" in expected and stack_changed:
         rollback.append(ROLLBACK_STACK)
+    if rollback and not automatic:
+        return Outcome([MANUAL_FALLBACK], reason=reason, failed_step=failed_step)
     return Outcome(rollback or [NO_ROLLBACK], reason=reason, failed_step=failed_step, rolled_back=rollback)

@@ -1,0 +1,293 @@
+"""The release's own operators: the request check, the outcome branch, rollback verification, the
+manual fallback and the task that ends a failed release with its reason.
+
+They hold no AWS logic of their own beyond reading what the AWS actions recorded (XCom) and one
+describe to verify a rollback; AWS work lives in ``shipflow.aws``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+from airflow.providers.standard.operators.branch import BaseBranchOperator
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import BaseOperator
+
+from shipflow.release import outcome as rules
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+)
+COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
+REQUEST_KEYS = ("version", "commit", "change_reference", "environments")
+
+
+class ReleaseRequestError(AirflowFailException):
+    """The run's conf is not a valid release request (never retried: the request itself is wrong)."""
+
+
+def check_request(conf: dict[str, Any], environments: Sequence[str]) -> dict[str, Any]:
+    """The normalised release request, or ``ReleaseRequestError`` naming every problem."""
+    problems = []
+    for key in sorted(set(conf) - set(REQUEST_KEYS)):
+        close = difflib.get_close_matches(key, REQUEST_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"unknown key {key!r}{hint}; allowed: {', '.join(REQUEST_KEYS)}")
+    version = conf.get("version")
+    if not isinstance(version, str) or not SEMVER.match(version):
+        problems.append(f"version must be a semantic version like 1.4.0, got {version!r}")
+    commit = conf.get("commit")
+    if not isinstance(commit, str) or not COMMIT.match(commit):
+        problems.append(f"commit must be a 7-40 character lowercase hex sha, got {commit!r}")
+    change = conf.get("change_reference")
+    if change is not None and (not isinstance(change, str) or not change.strip()):
+        problems.append(f"change_reference must be a non-empty string, got {change!r}")
+    chosen = conf.get("environments") or list(environments)
+    if not isinstance(chosen, list) or not all(isinstance(e, str) for e in chosen):
+        problems.append(f"environments must be a list of names, got {chosen!r}")
+        chosen = list(environments)
+    unknown_envs = [e for e in chosen if e not in environments]
+    if unknown_envs:
+        problems.append(f"unknown environments {unknown_envs}; this service has {list(environments)}")
+    if problems:
+        raise ReleaseRequestError("invalid release request: " + "; ".join(problems))
+    return {
+        "version": version,
+        "commit": commit,
+        "change_reference": change,
+        # Environments are promoted in the spec's order whatever order the request lists them in.
+        "environments": [e for e in environments if e in chosen],
+    }
+
+
+class ReleaseRequestCheckOperator(BaseOperator):
+    """First task of every release: the run's conf is a valid request (``check_release_request``)."""
+
+    def __init__(self, *, environments: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.environments = list(environments)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        conf = dict(context["dag_run"].conf or {})
+        request = check_request(conf, self.environments)
+        self.log.info("Release request: %s", request)
+        return request
+
+
+class EnvironmentSelectedOperator(BaseOperator):
+    """Skips an environment the request left out (``enter_<env>``); the ones after it skip too."""
+
+    def __init__(self, *, environment: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.environment = environment
+
+    def execute(self, context: Any) -> None:
+        request = context["ti"].xcom_pull(task_ids="check_release_request") or {}
+        if self.environment not in request.get("environments", [self.environment]):
+            raise AirflowSkipException(f"{self.environment} is not part of this release request")
+
+
+class ReleaseOutcomeOperator(BaseBranchOperator):
+    """``decide_outcome``: promote, roll back what this run changed, or fail (see ``outcome``)."""
+
+    def __init__(
+        self,
+        *,
+        environment: str,
+        expected: Sequence[str],
+        approvals: Sequence[str],
+        automatic: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.environment = environment
+        self.expected = list(expected)
+        self.approvals = list(approvals)
+        self.automatic = automatic
+
+    def _in_group(self, step: str) -> str:
+        return f"{self.environment}.{step}"
+
+    def choose_branch(self, context: Any) -> list[str]:
+        ti = context["ti"]
+        found = ti.get_task_states(
+            dag_id=ti.dag_id, task_group_id=self.environment, run_ids=[ti.run_id]
+        ).get(ti.run_id, {})
+        prefix = f"{self.environment}."
+        states = {task_id.removeprefix(prefix): state for task_id, state in found.items()}
+        deployment_id = ti.xcom_pull(task_ids=self._in_group("deploy"), key="deployment_id")
+        applied = ti.xcom_pull(task_ids=self._in_group("apply_stack")) or {}
+        stack_changed = states.get("apply_stack") == "failed" or (
+            states.get("apply_stack") == "success" and not applied.get("skipped", False)
+        )
+        rejected_by = {}
+        for step in self.approvals:
+            answer = ti.xcom_pull(task_ids=self._in_group(step)) or {}
+            if answer and "Approve" not in (answer.get("chosen_options") or []):
+                who = answer.get("responded_by_user") or {}
+                rejected_by[step] = who.get("name") or who.get("id") or "an approver"
+        decision = rules.decide(
+            states,
+            expected=self.expected,
+            deployment_started=bool(deployment_id),
+            stack_changed=stack_changed,
+            rejected_by=rejected_by,
+            automatic=self.automatic,
+        )
+        ti.xcom_push(
+            key="outcome",
+            value={
+                "environment": self.environment,
+                "promoted": decision.promoted,
+                "reason": decision.reason,
+                "failed_step": decision.failed_step,
+                "rolled_back": decision.rolled_back,
+                "deployment_id": deployment_id,
+                "states": states,
+            },
+        )
+        self.log.info("Outcome for %s: %s %s", self.environment, decision.next_tasks, decision.reason)
+        return [self._in_group(t) for t in decision.next_tasks]
+
+
+class RollbackVerifyOperator(BaseOperator):
+    """``verify_rollback``: what the rollback tasks report is what AWS now shows.
+
+    The deployment rollback must have succeeded and its revision be the group's live one; the stack
+    must be in a rolled-back or complete state. Reads the rollback tasks' results and makes one
+    describe per service through their hooks.
+    """
+
+    def __init__(self, *, environment: str, application: str, deployment_group: str, stack: str | None,
+                 aws_conn_id: str | None, region_name: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.environment = environment
+        self.application = application
+        self.deployment_group = deployment_group
+        self.stack = stack
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from shipflow.aws.constants.cloudformation import STACK_ROLLED_BACK_STATES, STACK_SUCCESS_STATES
+        from shipflow.aws.hooks.cloudformation import CloudFormationHook
+        from shipflow.aws.hooks.codedeploy import CodeDeployHook
+
+        ti = context["ti"]
+        evidence: dict[str, Any] = {"environment": self.environment}
+        problems = []
+        deployment = ti.xcom_pull(task_ids=f"{self.environment}.rollback_deployment")
+        if deployment:
+            hook = CodeDeployHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+            group = hook.get_deployment_group(self.application, self.deployment_group)
+            live_id = (group.get("lastSuccessfulDeployment") or {}).get("deploymentId")
+            evidence["deployment"] = {
+                "rollback_deployment_id": deployment.get("deployment_id"),
+                "status": deployment.get("status"),
+                "rolled_back_to": deployment.get("rolled_back_to"),
+                "live_deployment_id": live_id,
+            }
+            if deployment.get("status") != "Succeeded" or live_id != deployment.get("deployment_id"):
+                problems.append(
+                    f"deployment rollback {deployment.get('deployment_id')} is {deployment.get('status')}, "
+                    f"live deployment is {live_id}"
+                )
+        stack = ti.xcom_pull(task_ids=f"{self.environment}.rollback_stack")
+        if stack and self.stack:
+            status = CloudFormationHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).get_stack(
+                self.stack
+            )["StackStatus"]
+            evidence["stack"] = {"stack": self.stack, "status": status, "reported": stack.get("final_status")}
+            if status not in (*STACK_ROLLED_BACK_STATES, *STACK_SUCCESS_STATES):
+                problems.append(f"stack {self.stack} is {status} after the rollback")
+        if problems:
+            raise AirflowFailException("rollback not verified: " + "; ".join(problems))
+        evidence["verified"] = True
+        return evidence
+
+
+class ManualFallbackOperator(HITLOperator):
+    """``manual_fallback``: the automated rollback failed; a person restores the environment.
+
+    Pages the owners (the task waits for them in ``awaiting_input``) with the runbook link, and ends
+    when someone confirms the environment is restored. Every such step is a *manual fallback* in
+    Shipflow's metrics.
+    """
+
+    RESTORED = "Environment restored"
+    NOT_RESTORED = "Not restored"
+
+    def __init__(self, *, environment: str, service: str, runbook_url: str, timeout: timedelta, **kwargs: Any):
+        super().__init__(
+            subject=f"Manual fallback: restore {service} in {environment}",
+            body=(
+                f"The automated rollback of **{service}** in **{environment}** did not complete.\n\n"
+                f"Follow the runbook: {runbook_url}\n\n"
+                "Confirm here once the environment serves the last good version again."
+            ),
+            options=[self.RESTORED, self.NOT_RESTORED],
+            defaults=[self.NOT_RESTORED],
+            response_timeout=timeout,
+            **kwargs,
+        )
+        self.environment = environment
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        result = super().execute_complete(context, event)
+        if self.RESTORED not in result["chosen_options"]:
+            raise AirflowFailException(f"{self.environment} was not confirmed restored after the failed rollback")
+        return result
+
+
+class FailReleaseOperator(BaseOperator):
+    """``fail_release``: ends a release that did not promote, with its reason, after any rollback.
+
+    Skips itself when the environment promoted (it sits on the rollback path, which the branch
+    skips). Otherwise it publishes the outcome to the service's SNS topic, if any, and fails the run
+    with the reason, what was rolled back and whether the rollback was verified.
+    """
+
+    def __init__(self, *, environment: str, service: str, sns_topic_arn: str | None = None,
+                 aws_conn_id: str | None = None, region_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.environment = environment
+        self.service = service
+        self.sns_topic_arn = sns_topic_arn
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    def execute(self, context: Any) -> None:
+        ti = context["ti"]
+        result = ti.xcom_pull(task_ids=f"{self.environment}.decide_outcome", key="outcome") or {}
+        if result.get("promoted"):
+            raise AirflowSkipException(f"{self.environment} promoted; nothing to fail")
+        states = ti.get_task_states(
+            dag_id=ti.dag_id, task_group_id=self.environment, run_ids=[ti.run_id]
+        ).get(ti.run_id, {})
+        verify = states.get(f"{self.environment}.verify_rollback")
+        fallback = states.get(f"{self.environment}.manual_fallback")
+        rolled_back = ", ".join(result.get("rolled_back") or [])
+        if not rolled_back:
+            after = "nothing was changed, nothing to roll back"
+        elif verify == "success":
+            after = f"rolled back ({rolled_back}) and verified"
+        elif fallback == "success":
+            after = f"automated rollback failed; restored by hand (manual fallback) ({rolled_back})"
+        else:
+            after = f"automated rollback failed and the environment was NOT confirmed restored ({rolled_back})"
+        reason = result.get("reason") or "the release did not complete"
+        message = f"release of {self.service} failed in {self.environment}: {reason}; {after}"
+        if self.sns_topic_arn:
+            from airflow.providers.amazon.aws.hooks.sns import SnsHook
+
+            SnsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).publish_to_target(
+                target_arn=self.sns_topic_arn,
+                message=message,
+                subject=f"Shipflow: {self.service} release failed in {self.environment}"[:100],
+            )
+        raise AirflowFailException(message)
