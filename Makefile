@@ -39,6 +39,8 @@ sandbox: venv
 
 bench: venv
 	$(BIN)/python bench/bench_sandbox.py
+	$(BIN)/python bench/bench_aws_calls.py
+	$(BIN)/python bench/bench_parse.py
 
 lock: venv
 	$(BIN)/uv pip compile --quiet requirements.in --python-version 3.11 \
