@@ -126,7 +126,14 @@ def airflow_stack(sandbox_process: SandboxClient, tmp_path_factory: pytest.TempP
         "password": SANDBOX_CREDENTIALS["aws_secret_access_key"],
         "extra": {"endpoint_url": sandbox_process.endpoint, "region_name": DEFAULT_REGION},
     }
-    airflow = LocalAirflow(home, dags, free_port(), extra_env={"AIRFLOW_CONN_AWS_SANDBOX": json.dumps(connection)})
+    extra_env = {
+        "AIRFLOW_CONN_AWS_SANDBOX": json.dumps(connection),
+        # The example specs use the default connection: locally it is the sandbox too.
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
+        # Release DAGs poll every second here (production default: 30 s).
+        "SHIPFLOW_POLL_SECONDS": "1",
+    }
+    airflow = LocalAirflow(home, dags, free_port(), extra_env=extra_env)
     try:
         airflow.start(timeout=120)
     except AirflowStartError as exc:

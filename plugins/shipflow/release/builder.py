@@ -120,7 +120,9 @@ def risky_change_kinds(plan: dict[str, Any]) -> list[str]:
         kinds.append("removal")
     if plan.get("replacements"):
         kinds.append("replacement")
-    if plan.get("has_iam_changes") or plan.get("iam_capabilities"):
+    # Only IAM resources that change count: a template that always needs CAPABILITY_IAM must not make
+    # every release wait for an approval.
+    if plan.get("has_iam_changes"):
         kinds.append("iam")
     return kinds
 
@@ -381,7 +383,8 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
                         {**m.model_dump(mode="json", exclude_none=True), "dimensions": m.dimensions or dimensions}
                         for m in post.metrics
                     ],
-                    window_seconds=max(bake_seconds, 60),
+                    # The bake window: what the new revision did since it finished deploying.
+                    window_seconds=max(bake_seconds, 10),
                     **aws,
                 )
             )

@@ -16,8 +16,9 @@ from typing import Any
 
 from shipflow.sandbox import DEFAULT_HOST
 from shipflow.sandbox.client import SandboxClient
-from shipflow.sandbox.seed import bundle, bundle_key, load_seed, seed
+from shipflow.sandbox.seed import artifact_locations, load_seed, load_service_specs, seed, upload_artifact
 
+DEMO_SERVICE = "payments-api"  # include/services/payments-api.yaml: its staging group and stack
 STEP_SECONDS = 0.3  # lifecycle speed for the demo: one status step per 0.3 s
 # Deployments step slower, so the new revision serves traffic long enough for its alarm to evaluate.
 DEPLOY_STEP_SECONDS = 2.0
@@ -47,9 +48,8 @@ def _start_sandbox(port: int) -> tuple[SandboxClient, Any, float]:
     return client, server, time.monotonic() - started
 
 
-def demo_codebuild(sb: SandboxClient, service: str) -> dict[str, Any]:
+def demo_codebuild(sb: SandboxClient, project: str) -> dict[str, Any]:
     codebuild = sb.boto3("codebuild")
-    project = f"{service}-build"
     build = codebuild.start_build(projectName=project, sourceVersion="4f2a9c1", idempotencyToken="demo-build-1")
     build_id = build["build"]["id"]
     seen: list[str] = []
@@ -73,9 +73,10 @@ def demo_codebuild(sb: SandboxClient, service: str) -> dict[str, Any]:
     return {"succeeded": build_id, "failed": failed_id}
 
 
-def demo_cloudformation(sb: SandboxClient, service: str) -> dict[str, Any]:
+def demo_cloudformation(sb: SandboxClient, spec: Any) -> dict[str, Any]:
     cfn = sb.boto3("cloudformation")
-    stack = f"{service}-staging"
+    infrastructure = spec.environment("staging").infrastructure
+    stack, capabilities = infrastructure.stack, list(infrastructure.capabilities)
     params = [
         {"ParameterKey": "ServiceName", "UsePreviousValue": True},
         {"ParameterKey": "Environment", "UsePreviousValue": True},
@@ -84,7 +85,13 @@ def demo_cloudformation(sb: SandboxClient, service: str) -> dict[str, Any]:
     template = cfn.get_template(StackName=stack)["TemplateBody"]
     if not isinstance(template, str):
         template = json.dumps(template)
-    cfn.create_change_set(StackName=stack, ChangeSetName="release-1-1-0", TemplateBody=template, Parameters=params)
+    cfn.create_change_set(
+        StackName=stack,
+        ChangeSetName="release-1-1-0",
+        TemplateBody=template,
+        Parameters=params,
+        Capabilities=capabilities,
+    )
     cs = _wait(
         lambda: cfn.describe_change_set(StackName=stack, ChangeSetName="release-1-1-0"),
         lambda c: c["Status"] in ("CREATE_COMPLETE", "FAILED"),
@@ -104,7 +111,7 @@ def demo_cloudformation(sb: SandboxClient, service: str) -> dict[str, Any]:
 
     sb.add_fault("fail", "cloudformation", target=stack, params={"resource": "ReleaseConfig"})
     params[2]["ParameterValue"] = "1.2.0"
-    cfn.update_stack(StackName=stack, TemplateBody=template, Parameters=params)
+    cfn.update_stack(StackName=stack, TemplateBody=template, Parameters=params, Capabilities=capabilities)
     failed = _wait(
         lambda: cfn.describe_stacks(StackName=stack)["Stacks"][0],
         lambda s: s["StackStatus"] in ("UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "UPDATE_COMPLETE"),
@@ -120,34 +127,37 @@ def demo_cloudformation(sb: SandboxClient, service: str) -> dict[str, Any]:
     return {"stack": stack, "final_status": failed["StackStatus"]}
 
 
-def _deploy(codedeploy: Any, bucket: str, service: str, group: str, version: str) -> str:
+def _deploy(codedeploy: Any, spec: Any, version: str) -> str:
+    deployment = spec.environment("staging").deployment
+    bucket, key = artifact_locations(spec, version)["staging"]
     return codedeploy.create_deployment(
-        applicationName=service,
-        deploymentGroupName=group,
+        applicationName=deployment.application,
+        deploymentGroupName=deployment.deployment_group,
         revision={
             "revisionType": "S3",
-            "s3Location": {"bucket": bucket, "key": bundle_key(service, version), "bundleType": "zip"},
+            "s3Location": {"bucket": bucket, "key": key, "bundleType": spec.artifact.bundle_type},
         },
-        description=f"shipflow demo: {service} {version}",
+        description=f"shipflow demo: {spec.service} {version}",
     )["deploymentId"]
 
 
-def demo_codedeploy(sb: SandboxClient, bucket: str, service: str) -> dict[str, Any]:
-    codedeploy, s3, cloudwatch = sb.boto3("codedeploy"), sb.boto3("s3"), sb.boto3("cloudwatch")
-    group = f"{service}-staging"
+def demo_codedeploy(sb: SandboxClient, spec: Any) -> dict[str, Any]:
+    codedeploy, cloudwatch = sb.boto3("codedeploy"), sb.boto3("cloudwatch")
+    service, group = spec.service, spec.environment("staging").deployment.deployment_group
     for version in ("1.1.0", "1.2.0"):
-        s3.put_object(Bucket=bucket, Key=bundle_key(service, version), Body=bundle(service, version))
+        upload_artifact(sb, spec, version)
 
     def info(deployment_id: str) -> dict[str, Any]:
         return codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
 
     ended = ("Succeeded", "Failed", "Stopped")
-    good = _deploy(codedeploy, bucket, service, group, "1.1.0")
+    good = _deploy(codedeploy, spec, "1.1.0")
     result = _wait(lambda: info(good), lambda d: d["status"] in ended)
     _say(f"  {service} 1.1.0 -> {group}: deployment {good} {result['status']}")
 
-    sb.add_fault("unhealthy", "codedeploy", target=bundle_key(service, "1.2.0"), count=None)
-    bad = _deploy(codedeploy, bucket, service, group, "1.2.0")
+    _, bad_key = artifact_locations(spec, "1.2.0")["staging"]
+    sb.add_fault("unhealthy", "codedeploy", target=bad_key, count=None)
+    bad = _deploy(codedeploy, spec, "1.2.0")
     _say(f"  {service} 1.2.0 -> {group}: deployment {bad} started; revision 1.2.0 is unhealthy (injected)")
     result = _wait(lambda: info(bad), lambda d: d["status"] in ended)
     error = result.get("errorInformation", {})
@@ -200,21 +210,24 @@ def run_demo(port: int = 0) -> int:
     try:
         sb.set_lifecycle("time", seconds=STEP_SECONDS)
         started = time.monotonic()
-        spec = load_seed()
-        summary = seed(sb, spec)
+        data = load_seed()
+        spec = next(s for s in load_service_specs() if s.service == DEMO_SERVICE)
+        summary = seed(sb, data)
         _say(f"[1/5] sandbox up at {sb.endpoint} in {cold:.1f}s; seeded in {time.monotonic() - started:.1f}s:")
         for kind, names in summary.items():
             _say(f"  {kind}: {', '.join(names)}")
-        service = spec["services"][0]["name"]
+        service = spec.service
         _say(f"\n[2/5] CodeBuild: build {service} from a commit, then a build with an injected failure")
-        demo_codebuild(sb, service)
-        _say(f"\n[3/5] CloudFormation: a change set for {service}-staging, then an update that fails and rolls back")
-        demo_cloudformation(sb, service)
+        demo_codebuild(sb, spec.build.codebuild_project)
+        stack = spec.environment("staging").infrastructure.stack
+        _say(f"\n[3/5] CloudFormation: a change set for {stack}, then an update that fails and rolls back")
+        demo_cloudformation(sb, spec)
         sb.set_lifecycle("time", service="codedeploy", seconds=DEPLOY_STEP_SECONDS)
         _say("\n[4/5] CodeDeploy + CloudWatch: a good release, then an unhealthy one that alarms and rolls back")
-        outcome = demo_codedeploy(sb, spec["artifact_bucket"], service)
-        _say(f"\n[5/5] Alerts: alarm notifications delivered via SNS to the SQS queue {spec['alerts']['inbox_queue']}")
-        count = demo_alerts(sb, spec["alerts"]["inbox_queue"])
+        outcome = demo_codedeploy(sb, spec)
+        inbox = data["alerts"]["inbox_queue"]
+        _say(f"\n[5/5] Alerts: alarm notifications delivered via SNS to the SQS queue {inbox}")
+        count = demo_alerts(sb, inbox)
         _say(f"  {count} notification(s)")
         fired = [f for f in sb.faults() if f["fired"]]
         _say(f"\nFaults injected and fired: {len(fired)}. Total {time.monotonic() - started:.1f}s.")
