@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
-class AwsActionFailed(AirflowException):
-    """A build, stack operation or deployment reached a failed terminal state."""
+class AwsActionFailed(AirflowFailException):
+    """A build, stack operation or deployment reached a failed terminal state.
+
+    Never retried by Airflow: AWS has given its answer, and a release's response to a failed
+    deployment is to roll back, not to deploy again. Task retries stay for what they are for, a
+    worker that died mid-wait (the retried try then adopts what the first one started).
+    """
 
     def __init__(
         self,

@@ -157,7 +157,9 @@ def build_release_dag(spec: Any, spec_path: str | None = None) -> DAG:
         tags=sorted({"shipflow", "release", *spec.tags}),
         params=release_params(env_names),
         doc_md="\n".join(doc),
-        default_args={"owner": ",".join(owners), "retries": 0},
+        # Retries are for workers that die mid-wait (the retry adopts what the first try started);
+        # AWS failures and failed gates are final and handled by the rollback path instead.
+        default_args={"owner": ",".join(owners), "retries": 0, "retry_delay": timedelta(seconds=2 * POLL_SECONDS)},
     )
     with dag:
         request = ReleaseRequestCheckOperator(task_id="check_release_request", environments=env_names)

@@ -344,6 +344,24 @@ def test_rollback_redeploys_the_revision_before_a_bad_release(sandbox, aws_conn,
     assert deployment_ids(sandbox) == [result["deployment_id"], bad, good]
 
 
+def test_rollback_is_not_stopped_by_the_alarms_the_bad_release_raised(sandbox, aws_conn, manual, task_context):
+    codedeploy, cloudwatch = sandbox.boto3("codedeploy"), sandbox.boto3("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName="bad-release", Namespace="Test", MetricName="Errors", Statistic="Average", Period=10,
+        EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold", TreatMissingData="ignore",
+    )
+    create_group(manual)
+    codedeploy.update_deployment_group(
+        applicationName=APP, currentDeploymentGroupName=GROUP,
+        alarmConfiguration={"enabled": True, "alarms": [{"name": "bad-release"}]},
+    )
+    deploy(sandbox, "1.0.0")
+    bad = deploy(sandbox, "1.1.0")
+    cloudwatch.set_alarm_state(AlarmName="bad-release", StateValue="ALARM", StateReason="the bad release")
+    result = rollback_op(aws_conn, deployment_id=bad).execute(task_context(task_id="rollback"))
+    assert result["status"] == "Succeeded" and result["rolled_back_to"] == label("1.0.0")
+
+
 def test_rollback_after_a_failed_deployment_needs_no_id(sandbox, aws_conn, group, task_context):
     deploy(sandbox, "1.0.0")
     sandbox.add_fault("fail", "codedeploy", target=GROUP)

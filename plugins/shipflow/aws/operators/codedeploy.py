@@ -669,7 +669,12 @@ class CodeDeployRollbackOperator(_CodeDeployDeployingOperator):
             "Rolling %s back from %s to %s (deployment %s)", self.group_path, bad_id, label, good["deploymentId"]
         )
         deployment, adopted = self.create_marked_deployment(
-            context, revision, self.description or f"Shipflow rollback of {bad_id or 'the group'} to {label}"
+            context,
+            revision,
+            self.description or f"Shipflow rollback of {bad_id or 'the group'} to {label}",
+            # The group's alarms are firing because of the bad revision; left on, they would stop the
+            # very deployment that restores the good one (as CodeDeploy's own rollbacks are not).
+            overrideAlarmConfiguration={"enabled": False, "ignorePollAlarmFailure": False, "alarms": []},
         )
         record.update(
             adopted=adopted,
