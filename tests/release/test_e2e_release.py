@@ -1,0 +1,169 @@
+"""End to end: the example services' release DAGs in real Airflow against the seeded sandbox.
+
+Each scenario triggers a release through the REST API (as CI would), answers approvals as an
+approver, and checks the outcome in Airflow and in AWS: a clean release through every environment;
+a failed deployment, an alarm during the bake and a failed metric gate each rolling back; and a
+rollback that itself fails, reaching the manual fallback that a person confirms.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shipflow.sandbox.seed import bundle, bundle_key, seed
+
+pytestmark = pytest.mark.slow
+
+WORKER = "inventory-worker"  # Server, in-place, no infrastructure, no approval
+WEB = "storefront-web"  # ECS blue/green with an infrastructure stage and a production approval
+
+
+@pytest.fixture
+def seeded(sandbox):
+    sandbox.set_lifecycle("time", service="codedeploy", seconds=0.5)
+    sandbox.set_lifecycle("time", service="codebuild", seconds=0.2)
+    seed(sandbox)
+    return sandbox
+
+
+def upload(sandbox, service: str, version: str) -> str:
+    key = bundle_key(service, version)
+    sandbox.boto3("s3").put_object(Bucket="shipflow-artifacts", Key=key, Body=bundle(service, version))
+    return key
+
+
+def release(airflow_stack, service: str, version: str, **conf):
+    ci = airflow_stack.client("ci")
+    dag_id = f"release__{service}"
+    ci.wait_for_dag(dag_id, timeout=90)
+    run_id = f"{version}-{time.time_ns()}"
+    ci.trigger_dag(dag_id, conf={"version": version, "commit": "4f2a9c1", "change_reference": "CHG-1", **conf},
+                   run_id=run_id)
+    return ci, dag_id, run_id
+
+
+def states(ci, dag_id: str, run_id: str) -> dict[str, str]:
+    return {ti["task_id"]: ti["state"] for ti in ci.task_instances(dag_id, run_id)}
+
+
+def finish(ci, dag_id: str, run_id: str, timeout: float = 240) -> dict:
+    """The finished run; on a timeout, fail with every task's state (where it got stuck)."""
+    try:
+        return ci.wait_for_dag_run(dag_id, run_id, timeout=timeout)
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}\ntask states: {states(ci, dag_id, run_id)}")
+
+
+def alerts(sandbox) -> list[str]:
+    """The alert messages delivered so far to the seeded SNS topic's SQS inbox."""
+    import json
+
+    sqs = sandbox.boto3("sqs")
+    url = sqs.get_queue_url(QueueName="shipflow-alerts-inbox")["QueueUrl"]
+    found = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        found += [json.loads(m["Body"]).get("Message", "") for m in batch]
+    return found
+
+
+def live_key(sandbox, service: str, env: str) -> str:
+    codedeploy = sandbox.boto3("codedeploy")
+    group = codedeploy.get_deployment_group(applicationName=service, deploymentGroupName=f"{service}-{env}")
+    deployment = group["deploymentGroupInfo"]["lastSuccessfulDeployment"]["deploymentId"]
+    info = codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]
+    return info["revision"]["s3Location"]["key"]
+
+
+def test_clean_release_promotes_through_every_environment(airflow_stack, seeded):
+    upload(seeded, WORKER, "1.1.0")
+    ci, dag_id, run_id = release(airflow_stack, WORKER, "1.1.0")
+    run = finish(ci, dag_id, run_id)
+    done = states(ci, dag_id, run_id)
+    assert run["state"] == "success", done
+    for env in ("staging", "production"):
+        assert done[f"{env}.deploy"] == "success" and done[f"{env}.promote"] == "success"
+        assert done[f"{env}.rollback_deployment"] == "skipped" and done[f"{env}.fail_release"] == "skipped"
+        assert live_key(seeded, WORKER, env) == bundle_key(WORKER, "1.1.0")
+
+
+def test_failed_deployment_rolls_back_and_fails_the_run_with_the_reason(airflow_stack, seeded):
+    upload(seeded, WORKER, "1.2.0")
+    seeded.add_fault("fail", "codedeploy", target=f"{WORKER}-staging", params={"code": "HEALTH_CONSTRAINTS"})
+    ci, dag_id, run_id = release(airflow_stack, WORKER, "1.2.0")
+    run = finish(ci, dag_id, run_id)
+    done = states(ci, dag_id, run_id)
+    assert run["state"] == "failed", done
+    assert done["staging.deploy"] == "failed"
+    assert done["staging.rollback_deployment"] == "success" and done["staging.verify_rollback"] == "success"
+    assert done["staging.fail_release"] == "failed" and done["production.enter"] in ("upstream_failed", "skipped")
+    outcome = ci.xcom(dag_id, run_id, "staging.decide_outcome", key="outcome")
+    assert outcome["reason"] == "the deployment failed" and outcome["rolled_back"] == ["rollback_deployment"]
+    assert any(
+        m == f"release of {WORKER} failed in staging: the deployment failed; rolled back (rollback_deployment) "
+        "and verified"
+        for m in alerts(seeded)
+    )  # the alert went out with the reason
+    assert live_key(seeded, WORKER, "staging") == bundle_key(WORKER, "1.0.0")  # the last good revision
+
+
+def test_alarm_during_bake_rolls_back(airflow_stack, seeded):
+    upload(seeded, WORKER, "1.3.0")
+    ci, dag_id, run_id = release(airflow_stack, WORKER, "1.3.0")
+    ci.wait_for_task_state(dag_id, run_id, "staging.watch_bake", {"running", "deferred"}, timeout=120)
+    # The revision turns bad once it serves traffic and the bake has begun.
+    seeded.add_fault("unhealthy", "codedeploy", target=bundle_key(WORKER, "1.3.0"), count=None)
+    run = finish(ci, dag_id, run_id)
+    done = states(ci, dag_id, run_id)
+    assert run["state"] == "failed", done
+    assert done["staging.deploy"] == "success" and done["staging.watch_bake"] == "failed"
+    assert done["staging.rollback_deployment"] == "success" and done["staging.verify_rollback"] == "success"
+    outcome = ci.xcom(dag_id, run_id, "staging.decide_outcome", key="outcome")
+    assert outcome["reason"] == "an alarm fired during the bake time"
+    assert live_key(seeded, WORKER, "staging") == bundle_key(WORKER, "1.0.0")
+
+
+def test_failed_metric_gate_rolls_back(airflow_stack, seeded):
+    upload(seeded, WORKER, "1.4.0")
+    # Error rate above the metric gate's maximum but below the alarms' threshold: only the gate sees it.
+    seeded.add_fault(
+        "unhealthy", "codedeploy", target=bundle_key(WORKER, "1.4.0"), count=None,
+        params={"error_rate": 3.5, "latency_ms": 150},
+    )
+    ci, dag_id, run_id = release(airflow_stack, WORKER, "1.4.0")
+    run = finish(ci, dag_id, run_id)
+    done = states(ci, dag_id, run_id)
+    assert run["state"] == "failed", done
+    assert done["staging.watch_bake"] == "success" and done["staging.check_service_metrics"] == "failed"
+    assert done["staging.rollback_deployment"] == "success"
+    outcome = ci.xcom(dag_id, run_id, "staging.decide_outcome", key="outcome")
+    assert outcome["reason"] == "the service metrics failed their gate"
+
+
+def test_failed_rollback_reaches_the_manual_fallback(airflow_stack, seeded):
+    upload(seeded, WORKER, "1.5.0")
+    # The deployment fails, and so does every rollback deployment after it.
+    seeded.add_fault("fail", "codedeploy", target=f"{WORKER}-staging", count=None)
+    ci, dag_id, run_id = release(airflow_stack, WORKER, "1.5.0")
+    ci.wait_for_hitl(dag_id, run_id, "staging.manual_fallback", timeout=240)
+    seeded.clear_faults()
+    airflow_stack.client("admin").answer_hitl(dag_id, run_id, "staging.manual_fallback", ["Environment restored"])
+    run = finish(ci, dag_id, run_id, timeout=120)
+    done = states(ci, dag_id, run_id)
+    assert run["state"] == "failed", done
+    assert done["staging.rollback_deployment"] == "failed" and done["staging.manual_fallback"] == "success"
+    [alert] = [m for m in alerts(seeded) if m.startswith(f"release of {WORKER} failed in staging")]
+    assert "the deployment failed; automated rollback failed; restored by hand (manual fallback)" in alert
+
+
+def test_release_with_approval_and_stack_change(airflow_stack, seeded):
+    upload(seeded, WEB, "2.4.0")
+    ci, dag_id, run_id = release(airflow_stack, WEB, "2.4.0")
+    ci.wait_for_hitl(dag_id, run_id, "production.approve_release", timeout=240)
+    airflow_stack.client("approver1").answer_hitl(dag_id, run_id, "production.approve_release", ["Approve"])
+    run = finish(ci, dag_id, run_id)
+    done = states(ci, dag_id, run_id)
+    assert run["state"] == "success", done
+    assert done["staging.apply_stack"] == "success" and done["production.apply_stack"] == "success"
+    assert live_key(seeded, WEB, "production") == bundle_key(WEB, "2.4.0")
