@@ -100,3 +100,44 @@ def test_building_never_imports_heavy_modules(fixture):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+# Proposed additions to tests/release/test_builder.py with /tmp/helper-i4-sharding.patch (passed in a patched copy).
+from shipflow.release.builder import in_shard, register_release_dags  # noqa: E402
+
+
+def many_specs(tmp_path, count):
+    services = tmp_path / "services"
+    services.mkdir()
+    text = (VALID / "full-svc.yaml").read_text()
+    for i in range(count):
+        (services / f"svc-{i:03d}.yaml").write_text(text.replace("full-svc", f"svc-{i:03d}"))
+    return services
+
+
+def test_shards_split_the_services_between_files_without_overlap(tmp_path):
+    services = many_specs(tmp_path, 30)
+    everything = register_release_dags({}, services)
+    parts = [register_release_dags({}, services, shard=i, shards=4) for i in range(4)]
+    assert len(everything) == 30 and sorted(sum(parts, [])) == sorted(everything)
+    assert all(parts)
+
+
+def test_a_worker_builds_only_its_service_from_its_shard(tmp_path, monkeypatch):
+    services = many_specs(tmp_path, 12)
+    shard = next(i for i in range(3) if in_shard("svc-005", i, 3))
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "release__svc-005")
+    assert register_release_dags({}, services, shard=shard, shards=3) == ["release__svc-005"]
+
+
+def test_a_broken_spec_is_reported_by_its_own_shard_only(tmp_path):
+    services = many_specs(tmp_path, 6)
+    shutil.copy(INVALID / "unknown-field.yaml", services)
+    for i in range(3):
+        namespace = {}
+        register_release_dags(namespace, services, shard=i, shards=3)
+        assert ("shipflow__invalid_service_specs" in namespace) == in_shard("unknown-field", i, 3)
+
+
+@pytest.mark.parametrize(("shard", "shards"), [(2, 2), (-1, 2), (0, 0)])
+def test_a_shard_outside_the_shards_is_refused(tmp_path, shard, shards):
+    with pytest.raises(ValueError, match="its own shard"):
+        register_release_dags({}, many_specs(tmp_path, 1), shard=shard, shards=shards)

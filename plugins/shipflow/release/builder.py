@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -475,23 +476,49 @@ def _rollback_tasks(spec: Any, env: Any, ops: dict[str, Any], aws: dict[str, Any
     return tasks
 
 
-def register_release_dags(namespace: MutableMapping[str, Any], services_dir: Path | None = None) -> list[str]:
-    """Build every service's release DAG into ``namespace`` (a DAG file's ``globals()``).
+def in_shard(service: str, shard: int, shards: int) -> bool:
+    """Whether ``service``'s DAG belongs in DAG file ``shard`` of ``shards``.
 
-    Only this function touches the namespace. With ``get_parsing_context().dag_id`` set (a worker
-    running one task), only that service's spec is loaded and built.
+    crc32 of the name is the same in every process and on every machine (``hash()`` is salted per
+    process), so a service stays in its file until ``shards`` changes.
+    """
+    return zlib.crc32(service.encode("utf-8")) % shards == shard
+
+
+def register_release_dags(
+    namespace: MutableMapping[str, Any], services_dir: Path | None = None, *, shard: int = 0, shards: int = 1
+) -> list[str]:
+    """Build the release DAGs of every service (of this file's shard) into ``namespace`` (its ``globals()``).
+
+    Only this function touches the namespace. With ``shards`` > 1, only the specs whose file name
+    hashes to ``shard`` (:func:`in_shard`) are read and built, so one entry file per shard
+    (dags/release_<shard>.py) splits the parse across dag-processor children; each file reports
+    only its own broken specs. With ``get_parsing_context().dag_id`` set (a worker running one
+    task), only that service's spec is read and built.
     """
     from airflow.sdk import get_parsing_context
 
-    from shipflow.spec.loader import load_spec, load_specs
+    from shipflow.spec.loader import check_spec, load_defaults, spec_files
 
+    if shards < 1 or not 0 <= shard < shards:
+        raise ValueError(
+            f"register_release_dags(shard={shard}, shards={shards}): needs shards >= 1 and 0 <= shard < shards; "
+            "give each entry file in dags/ its own shard and the same shards"
+        )
     directory = services_dir or SERVICES_DIR
+    if not directory.is_dir():
+        raise FileNotFoundError(f"service spec directory {directory} does not exist")
+    files = [p for p in spec_files(directory) if in_shard(p.stem, shard, shards)]
     wanted = get_parsing_context().dag_id
     if wanted and wanted.startswith(DAG_ID_PREFIX):
-        path = directory / f"{wanted.removeprefix(DAG_ID_PREFIX)}.yaml"
-        specs, errors = ([load_spec(path)], []) if path.exists() else load_specs(directory)
-    else:
-        specs, errors = load_specs(directory)
+        files = [p for p in files if p.name == f"{wanted.removeprefix(DAG_ID_PREFIX)}.yaml"] or files
+    defaults = load_defaults()
+    specs, errors = [], []
+    for path in files:
+        spec, problems = check_spec(path, defaults=defaults)
+        errors += problems
+        if spec is not None:
+            specs.append(spec)
     built = []
     for spec in specs:
         dag = build_release_dag(spec, spec_path=f"include/services/{spec.service}.yaml")
