@@ -32,7 +32,7 @@ test: venv lint
 	$(BIN)/pytest
 
 demo: venv
-	$(BIN)/shipflow sandbox demo
+	$(BIN)/shipflow demo
 
 sandbox: venv
 	$(BIN)/shipflow sandbox up --port $(PORT) --seed

@@ -123,6 +123,12 @@ def cmd_sandbox_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shipflow.demo import run_demo
+
+    return run_demo()
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from shipflow.spec.commands import validate_command
 
@@ -139,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shipflow", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    commands.add_parser("demo", help="run example releases end to end (sandbox + local Airflow)").set_defaults(
+        func=cmd_demo
+    )
     validate = commands.add_parser("validate", help="check service specs; every problem as file:line: field: message")
     validate.add_argument("paths", nargs="*", help="spec files or folders (default: include/services)")
     validate.set_defaults(func=cmd_validate)

@@ -97,7 +97,9 @@ def test_failed_deployment_rolls_back_and_fails_the_run_with_the_reason(airflow_
     assert run["state"] == "failed", done
     assert done["staging.deploy"] == "failed"
     assert done["staging.rollback_deployment"] == "success" and done["staging.verify_rollback"] == "success"
-    assert done["staging.fail_release"] == "failed" and done["production.enter"] in ("upstream_failed", "skipped")
+    assert done["staging.fail_release"] == "failed" and done["production.enter"] == "skipped"
+    # Production was never entered: it neither decides nor fails a second time.
+    assert done["production.decide_outcome"] == "skipped" and done["production.fail_release"] == "skipped"
     outcome = ci.xcom(dag_id, run_id, "staging.decide_outcome", key="outcome")
     assert outcome["reason"] == "the deployment failed" and outcome["rolled_back"] == ["rollback_deployment"]
     assert any(

@@ -1,4 +1,4 @@
-"""`make demo` (``shipflow sandbox demo``) runs unattended and shows what it claims to show."""
+"""``shipflow sandbox demo`` runs unattended and shows what it claims to show."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_demo_builds_fails_alarms_rolls_back_and_recovers():
     )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert "The release DAGs are not built yet" in out  # labelled honestly
+    assert "The local AWS sandbox alone" in out  # labelled for what it is
     assert "=> SUCCEEDED" in out and "FAILED in BUILD" in out
     assert "UPDATE_ROLLBACK_COMPLETE" in out and "ReleaseVersion=1.1.0" in out
     assert "Stopped: ALARM_ACTIVE" in out and "by codeDeployRollback" in out

@@ -20,9 +20,7 @@ from airflow.sdk import BaseOperator
 
 from shipflow.release import outcome as rules
 
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
-)
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 REQUEST_KEYS = ("version", "commit", "change_reference", "environments")
 
@@ -115,11 +113,14 @@ class ReleaseOutcomeOperator(BaseBranchOperator):
 
     def choose_branch(self, context: Any) -> list[str]:
         ti = context["ti"]
-        found = ti.get_task_states(
-            dag_id=ti.dag_id, task_group_id=self.environment, run_ids=[ti.run_id]
-        ).get(ti.run_id, {})
+        found = ti.get_task_states(dag_id=ti.dag_id, task_group_id=self.environment, run_ids=[ti.run_id]).get(
+            ti.run_id, {}
+        )
         prefix = f"{self.environment}."
         states = {task_id.removeprefix(prefix): state for task_id, state in found.items()}
+        if states.get("enter") == "skipped":
+            # Not part of this release: left out of the request, or an earlier environment did not promote.
+            raise AirflowSkipException(f"{self.environment} was not entered in this release")
         deployment_id = ti.xcom_pull(task_ids=self._in_group("deploy"), key="deployment_id")
         applied = ti.xcom_pull(task_ids=self._in_group("apply_stack")) or {}
         stack_changed = states.get("apply_stack") == "failed" or (
@@ -131,14 +132,20 @@ class ReleaseOutcomeOperator(BaseBranchOperator):
             if answer and "Approve" not in (answer.get("chosen_options") or []):
                 who = answer.get("responded_by_user") or {}
                 rejected_by[step] = who.get("name") or who.get("id") or "an approver"
-        decision = rules.decide(
-            states,
-            expected=self.expected,
-            deployment_started=bool(deployment_id),
-            stack_changed=stack_changed,
-            rejected_by=rejected_by,
-            automatic=self.automatic,
-        )
+        if states.get("enter") in rules.FAILED_STATES:
+            # The request check or the build failed before this environment began: nothing changed here.
+            decision = rules.Outcome(
+                [rules.NO_ROLLBACK], reason=f"the release failed before reaching {self.environment}"
+            )
+        else:
+            decision = rules.decide(
+                states,
+                expected=self.expected,
+                deployment_started=bool(deployment_id),
+                stack_changed=stack_changed,
+                rejected_by=rejected_by,
+                automatic=self.automatic,
+            )
         ti.xcom_push(
             key="outcome",
             value={
@@ -163,8 +170,17 @@ class RollbackVerifyOperator(BaseOperator):
     describe per service through their hooks.
     """
 
-    def __init__(self, *, environment: str, application: str, deployment_group: str, stack: str | None,
-                 aws_conn_id: str | None, region_name: str | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        environment: str,
+        application: str,
+        deployment_group: str,
+        stack: str | None,
+        aws_conn_id: str | None,
+        region_name: str | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.environment = environment
         self.application = application
@@ -252,8 +268,16 @@ class FailReleaseOperator(BaseOperator):
     with the reason, what was rolled back and whether the rollback was verified.
     """
 
-    def __init__(self, *, environment: str, service: str, sns_topic_arn: str | None = None,
-                 aws_conn_id: str | None = None, region_name: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        environment: str,
+        service: str,
+        sns_topic_arn: str | None = None,
+        aws_conn_id: str | None = None,
+        region_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.environment = environment
         self.service = service
@@ -263,12 +287,14 @@ class FailReleaseOperator(BaseOperator):
 
     def execute(self, context: Any) -> None:
         ti = context["ti"]
-        result = ti.xcom_pull(task_ids=f"{self.environment}.decide_outcome", key="outcome") or {}
+        result = ti.xcom_pull(task_ids=f"{self.environment}.decide_outcome", key="outcome")
+        if not result:
+            raise AirflowSkipException(f"{self.environment} was not part of this release")
         if result.get("promoted"):
             raise AirflowSkipException(f"{self.environment} promoted; nothing to fail")
-        states = ti.get_task_states(
-            dag_id=ti.dag_id, task_group_id=self.environment, run_ids=[ti.run_id]
-        ).get(ti.run_id, {})
+        states = ti.get_task_states(dag_id=ti.dag_id, task_group_id=self.environment, run_ids=[ti.run_id]).get(
+            ti.run_id, {}
+        )
         verify = states.get(f"{self.environment}.verify_rollback")
         fallback = states.get(f"{self.environment}.manual_fallback")
         rolled_back = ", ".join(result.get("rolled_back") or [])

@@ -1,9 +1,7 @@
-"""``make demo`` until the release DAGs exist: the AWS sandbox at work, narrated.
+"""``shipflow sandbox demo``: the AWS sandbox alone, narrated (``make demo`` runs whole releases).
 
-Shipflow's release DAGs (build, change set, approval, deployment, checks, rollback) are not built
-yet. This demo shows, honestly labelled, the ground they will stand on: a sandbox that behaves like
-AWS, driven by boto3 over real HTTP exactly as the operators will drive it, including the failures
-and automatic rollbacks that the release workflows must handle.
+A sandbox that behaves like AWS, driven by boto3 over real HTTP exactly as Shipflow's operators
+drive it, including the failures and automatic rollbacks that the release workflows must handle.
 """
 
 from __future__ import annotations
@@ -203,9 +201,9 @@ def demo_alerts(sb: SandboxClient, queue_name: str) -> int:
 
 
 def run_demo(port: int = 0) -> int:
-    _say("Shipflow demo, foundation stage")
-    _say("The release DAGs are not built yet. This shows the local AWS sandbox they will run against,")
-    _say("driven by boto3 over HTTP as the operators will drive it, with injected failures and rollbacks.\n")
+    _say("Shipflow sandbox demo")
+    _say("The local AWS sandbox alone (make demo runs whole releases through Airflow): driven by boto3")
+    _say("over HTTP as the operators drive it, with injected failures and rollbacks.\n")
     sb, server, cold = _start_sandbox(port)
     try:
         sb.set_lifecycle("time", seconds=STEP_SECONDS)
