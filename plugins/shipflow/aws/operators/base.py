@@ -55,6 +55,17 @@ class ShipflowAwsOperator(AwsBaseOperator[HookT], Generic[HookT]):
         return int(getattr(context["ti"], "try_number", 1) or 1) > 1
 
     # -- deferral ------------------------------------------------------------------------------
+    def trigger_kwargs(self) -> dict[str, Any]:
+        """What every waiter trigger takes from the operator: waiting pace and the AWS connection."""
+        return {
+            "waiter_delay": self.waiter_delay,
+            "waiter_max_attempts": self.waiter_max_attempts,
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "botocore_config": self.botocore_config,
+        }
+
     @staticmethod
     def validate_event(event: Any, *, key: str, expected: str) -> dict[str, Any]:
         """The trigger's event, checked before use: a dict with a known status for *our* resource."""

@@ -164,12 +164,7 @@ class CloudFormationBaseOperator(ShipflowAwsOperator[CloudFormationHook]):
                 trigger=CloudFormationStackOperationTrigger(
                     stack_id=stack_id,
                     operation=operation,
-                    waiter_delay=self.waiter_delay,
-                    waiter_max_attempts=self.waiter_max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
+                    **self.trigger_kwargs(),
                 ),
                 method_name="execute_complete",
                 kwargs={"record": record.as_dict()},
@@ -496,12 +491,7 @@ class CloudFormationCreateChangeSetOperator(CloudFormationBaseOperator):
             self.defer(
                 trigger=CloudFormationChangeSetReadyTrigger(
                     change_set_id=change_set_id,
-                    waiter_delay=self.waiter_delay,
-                    waiter_max_attempts=self.waiter_max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
+                    **self.trigger_kwargs(),
                 ),
                 method_name="execute_complete",
                 kwargs={"record": record.as_dict()},

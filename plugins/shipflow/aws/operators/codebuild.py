@@ -186,12 +186,7 @@ class CodeBuildStartBuildOperator(ShipflowAwsOperator[CodeBuildHook]):
             self.defer(
                 trigger=CodeBuildBuildCompleteTrigger(
                     build_id=build_id,
-                    waiter_delay=self.waiter_delay,
-                    waiter_max_attempts=self.waiter_max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
+                    **self.trigger_kwargs(),
                 ),
                 method_name="execute_complete",
                 kwargs={"record": record.as_dict()},

@@ -278,12 +278,7 @@ class _CodeDeployDeployingOperator(ShipflowAwsOperator[CodeDeployHook]):
             self.defer(
                 trigger=CodeDeployDeploymentCompleteTrigger(
                     deployment_id=deployment_id,
-                    waiter_delay=self.waiter_delay,
-                    waiter_max_attempts=self.waiter_max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
+                    **self.trigger_kwargs(),
                 ),
                 method_name="execute_complete",
                 kwargs={"record": record.as_dict()},
