@@ -124,7 +124,7 @@ def main() -> None:
             s3_key=bundle_key(SERVICE, version),
             **common,
         )
-        counts["deployment (CodeDeploy AllAtOnce)"] = run(deploy, deferrable, sandbox)
+        counts["deployment (CodeDeploy Lambda canary, 2 steps)"] = run(deploy, deferrable, sandbox)
         for name, c in counts.items():
             mode = "deferrable" if deferrable else "not deferrable"
             rows.append((name, mode, c["worker"], c["triggerer"], c["total"]))
