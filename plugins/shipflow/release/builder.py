@@ -24,12 +24,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, TaskGroup
 from airflow.task.trigger_rule import TriggerRule
 
+from shipflow.aws.operators.cloudformation import (
+    CloudFormationCreateChangeSetOperator,
+    CloudFormationExecuteChangeSetOperator,
+    CloudFormationRollbackOperator,
+)
+from shipflow.aws.operators.cloudwatch import CloudWatchBakeTimeOperator
+from shipflow.aws.operators.codebuild import CodeBuildStartBuildOperator
+from shipflow.aws.operators.codedeploy import CodeDeployCreateDeploymentOperator, CodeDeployRollbackOperator
+from shipflow.aws.sensors.cloudformation import CloudFormationStackStableSensor
+from shipflow.aws.sensors.cloudwatch import CloudWatchAlarmsOkSensor
+from shipflow.gates.expectations import ReleaseInputsGateOperator, ServiceMetricsGateOperator
+from shipflow.gates.window import DeploymentWindowGate
 from shipflow.release import outcome as rules
 from shipflow.release.params import release_params
 from shipflow.release.tasks import (
@@ -130,18 +143,6 @@ def risky_change_kinds(plan: dict[str, Any]) -> list[str]:
 
 def build_release_dag(spec: Any, spec_path: str | None = None) -> DAG:
     """The release DAG of one service spec (a validated ``shipflow.spec`` model)."""
-    from shipflow.aws.operators.cloudformation import (
-        CloudFormationCreateChangeSetOperator,
-        CloudFormationExecuteChangeSetOperator,
-        CloudFormationRollbackOperator,
-    )
-    from shipflow.aws.operators.cloudwatch import CloudWatchBakeTimeOperator
-    from shipflow.aws.operators.codebuild import CodeBuildStartBuildOperator
-    from shipflow.aws.operators.codedeploy import CodeDeployCreateDeploymentOperator, CodeDeployRollbackOperator
-    from shipflow.aws.sensors.cloudformation import CloudFormationStackStableSensor
-    from shipflow.aws.sensors.cloudwatch import CloudWatchAlarmsOkSensor
-    from shipflow.gates.expectations import ReleaseInputsGateOperator, ServiceMetricsGateOperator
-    from shipflow.gates.window import DeploymentWindowGate
 
     service = spec.service
     env_names = [env.name for env in spec.environments]
@@ -186,31 +187,12 @@ def build_release_dag(spec: Any, spec_path: str | None = None) -> DAG:
             previous = build
 
         for env in spec.environments:
-            previous = _environment(
-                spec,
-                env,
-                previous,
-                ops={
-                    "change_set": CloudFormationCreateChangeSetOperator,
-                    "execute": CloudFormationExecuteChangeSetOperator,
-                    "stack_rollback": CloudFormationRollbackOperator,
-                    "deploy": CodeDeployCreateDeploymentOperator,
-                    "deploy_rollback": CodeDeployRollbackOperator,
-                    "bake": CloudWatchBakeTimeOperator,
-                    "stack_stable": CloudFormationStackStableSensor,
-                    "alarms_ok": CloudWatchAlarmsOkSensor,
-                    "release_inputs": ReleaseInputsGateOperator,
-                    "service_metrics": ServiceMetricsGateOperator,
-                    "window": DeploymentWindowGate,
-                },
-            )
+            previous = _environment(spec, env, previous)
     return dag
 
 
-def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any:
+def _environment(spec: Any, env: Any, previous: Any) -> Any:
     """One environment's TaskGroup; returns its ``promote`` task (what the next environment follows)."""
-    from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-
     service, name = spec.service, env.name
     aws = {"aws_conn_id": env.aws_conn_id, "region_name": env.region}
     artifact_key = render(spec.artifact.key, **placeholders(name, service))
@@ -231,7 +213,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
 
         if env.deployment_window is not None:
             step(
-                ops["window"](
+                DeploymentWindowGate(
                     task_id="check_deployment_window",
                     window=env.deployment_window.model_dump(mode="json"),
                     needed_seconds=deploy_minutes(deploy_spec.config) * 60 + bake_seconds,
@@ -240,7 +222,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
         pre = env.pre_checks
         if pre.alarms or pre.alarm_prefix:
             step(
-                ops["alarms_ok"](
+                CloudWatchAlarmsOkSensor(
                     task_id="check_alarms",
                     alarm_names=list(pre.alarms) or None,
                     alarm_name_prefix=pre.alarm_prefix,
@@ -253,7 +235,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
         # stack_stable unset means "check it whenever the environment has infrastructure".
         if env.infrastructure is not None and pre.stack_stable is not False:
             step(
-                ops["stack_stable"](
+                CloudFormationStackStableSensor(
                     task_id="check_stack_stable",
                     stack_name=env.infrastructure.stack,
                     poke_interval=POLL_SECONDS,
@@ -277,7 +259,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
             )
         if pre.release_inputs:
             step(
-                ops["release_inputs"](
+                ReleaseInputsGateOperator(
                     task_id="check_release_inputs",
                     service=service,
                     environment=name,
@@ -293,7 +275,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
         if env.infrastructure is not None:
             infra = env.infrastructure
             plan = step(
-                ops["change_set"](
+                CloudFormationCreateChangeSetOperator(
                     task_id="plan_stack",
                     stack_name=infra.stack,
                     template_file=infra.template,
@@ -316,7 +298,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
                 response_timeout=timedelta(seconds=seconds(env.approval.timeout)) if env.approval else None,
                 defaults=["Reject"],
             )
-            apply = ops["execute"](
+            apply = CloudFormationExecuteChangeSetOperator(
                 task_id="apply_stack",
                 change_set=plan.output,
                 trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
@@ -348,7 +330,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
             approvals.append("approve_release")
 
         step(
-            ops["deploy"](
+            CodeDeployCreateDeploymentOperator(
                 task_id="deploy",
                 application_name=deploy_spec.application,
                 deployment_group_name=deploy_spec.deployment_group,
@@ -366,7 +348,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
         dimensions = {"Application": deploy_spec.application, "DeploymentGroup": deploy_spec.deployment_group}
         if bake_seconds and (post.alarms or post.alarm_prefix):
             step(
-                ops["bake"](
+                CloudWatchBakeTimeOperator(
                     task_id="watch_bake",
                     bake_time=bake_seconds,
                     alarm_names=list(post.alarms) or None,
@@ -378,7 +360,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
             )
         if post.metrics:
             step(
-                ops["service_metrics"](
+                ServiceMetricsGateOperator(
                     task_id="check_service_metrics",
                     namespace=post.namespace,
                     dimensions=dimensions,
@@ -421,7 +403,7 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
             **aws,
         )
         if env.rollback.automatic:
-            rollback_tasks = _rollback_tasks(spec, env, ops, aws)
+            rollback_tasks = _rollback_tasks(env, aws)
             verify_rollback = RollbackVerifyOperator(
                 task_id="verify_rollback",
                 environment=name,
@@ -444,11 +426,11 @@ def _environment(spec: Any, env: Any, previous: Any, ops: dict[str, Any]) -> Any
     return promote
 
 
-def _rollback_tasks(spec: Any, env: Any, ops: dict[str, Any], aws: dict[str, Any]) -> list[Any]:
+def _rollback_tasks(env: Any, aws: dict[str, Any]) -> list[Any]:
     """The tasks that undo this run's changes in one environment: deployment, then stack."""
     name, deploy_spec = env.name, env.deployment
     tasks = [
-        ops["deploy_rollback"](
+        CodeDeployRollbackOperator(
             task_id=rules.ROLLBACK_DEPLOYMENT,
             application_name=deploy_spec.application,
             deployment_group_name=deploy_spec.deployment_group,
@@ -462,7 +444,7 @@ def _rollback_tasks(spec: Any, env: Any, ops: dict[str, Any], aws: dict[str, Any
     if env.infrastructure is not None:
         plan = "ti.xcom_pull(task_ids='" + name + ".plan_stack')"
         tasks.append(
-            ops["stack_rollback"](
+            CloudFormationRollbackOperator(
                 task_id=rules.ROLLBACK_STACK,
                 stack_name=env.infrastructure.stack,
                 previous_template="{{ " + plan + "['previous_template'] }}",
