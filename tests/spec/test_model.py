@@ -65,12 +65,19 @@ def test_approvers_split_into_users_and_roles(full_spec: ServiceSpec):
     assert approval.roles == ("release-managers",)
 
 
-def test_a_role_lets_required_exceed_the_listed_users():
-    # A role has members Shipflow cannot count at parse time.
+def test_required_approvals_count_the_members_of_roles():
+    # release-managers (include/roles.yaml) is approver1 and approver2: with bob, three people.
     approval = Approval(approvers=("bob", "role:release-managers"), required=3, timeout="1h", on_timeout="reject")
     assert approval.required == 3
-    with pytest.raises(ValidationError, match="asks for 3 approvals but only 1 approvers"):
+    with pytest.raises(ValidationError, match=r"asks for 4 approvals but only 3 people may approve \(bob, approver1"):
+        Approval(approvers=("bob", "role:release-managers"), required=4, timeout="1h", on_timeout="reject")
+    with pytest.raises(ValidationError, match=r"asks for 3 approvals but only 1 people may approve \(bob\)"):
         Approval(approvers=("bob",), required=3, timeout="1h", on_timeout="reject")
+
+
+def test_a_person_in_a_role_and_named_counts_once():
+    with pytest.raises(ValidationError, match="only 2 people may approve"):
+        Approval(approvers=("approver1", "role:release-managers"), required=3, timeout="1h", on_timeout="reject")
 
 
 def test_a_freeze_of_dates_covers_the_whole_end_day_in_the_window_timezone():

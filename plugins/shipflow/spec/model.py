@@ -29,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -49,7 +50,14 @@ ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 ROLE_PREFIX = "role:"  # an approver or owner written "role:<name>" is an Airflow role, else a user name
 PLACEHOLDERS = ("version", "commit", "environment", "service")
 EXECUTION_MODES = ("queued", "superseded")
-NOTIFICATION_EVENTS = ("failure", "rollback", "approval_pending", "approval_timeout", "manual_fallback")
+NOTIFICATION_EVENTS = (
+    "failure",
+    "rollback",
+    "approval_pending",
+    "approval_timeout",
+    "manual_fallback",
+    "window_override",
+)
 CHANGE_KINDS = ("add", "modify", "removal", "replacement", "iam")
 COMPUTE_PLATFORMS = ("Server", "Lambda", "ECS")
 ON_TIMEOUT = ("reject",)
@@ -298,6 +306,75 @@ def roles_of(principals: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p[len(ROLE_PREFIX) :] for p in principals if p.startswith(ROLE_PREFIX))
 
 
+ROLES_FILE = "roles.yaml"
+_ROLES_CACHE: dict[Path, tuple[float, dict[str, tuple[str, ...]]]] = {}
+
+
+class RolesFileError(ValueError):
+    """include/roles.yaml cannot be read; the message names the file, the field and the fix."""
+
+
+def load_roles(include_dir: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Who holds each role named in specs (``role:<name>``), from ``include/roles.yaml``.
+
+    ``roles: {<name>: [user, ...]}``. Read once per change of the file (DAG parsing reads it per spec).
+    A missing file means no roles are defined.
+    """
+    path = (include_dir or INCLUDE_DIR) / ROLES_FILE
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return {}
+    cached = _ROLES_CACHE.get(path)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RolesFileError(f"{path}: is not valid YAML: {str(exc).splitlines()[0]}") from None
+    roles = data.get("roles") if isinstance(data, dict) else None
+    if not isinstance(roles, dict):
+        raise RolesFileError(f"{path}: roles: must be a mapping of role name -> list of user names")
+    result: dict[str, tuple[str, ...]] = {}
+    for name, members in roles.items():
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) and m.strip() for m in members):
+            raise RolesFileError(f"{path}: roles.{name}: must be a non-empty list of user names (got {members!r})")
+        result[str(name)] = tuple(dict.fromkeys(members))
+    _ROLES_CACHE[path] = (mtime, result)
+    return result
+
+
+def people_of(principals: tuple[str, ...], roles: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The distinct people behind users and ``role:<name>`` principals."""
+    people: dict[str, None] = {}
+    for principal in principals:
+        members = roles.get(principal[len(ROLE_PREFIX) :], ()) if principal.startswith(ROLE_PREFIX) else (principal,)
+        people.update(dict.fromkeys(members))
+    return tuple(people)
+
+
+def _role_problems(field_name: str, principals: tuple[str, ...], info: ValidationInfo) -> list[Problem]:
+    """Every ``role:<name>`` must be defined in include/roles.yaml."""
+    try:
+        roles = load_roles(_include_dir(info))
+    except RolesFileError as exc:
+        return [((field_name,), str(exc), None)]
+    problems: list[Problem] = []
+    for i, principal in enumerate(principals):
+        role = principal[len(ROLE_PREFIX) :] if principal.startswith(ROLE_PREFIX) else None
+        if role is not None and role not in roles:
+            defined = (", ".join(sorted(roles)) or "none") + ")" + did_you_mean(role, roles)
+            problems.append(
+                (
+                    (field_name, i),
+                    f"role {role} is not defined in include/{ROLES_FILE} (defined: {defined}; "
+                    "add it there with its members, or name users",
+                    principal,
+                )
+            )
+    return problems
+
+
 def _duplicates(field: str, values: tuple[Any, ...], what: str) -> list[Problem]:
     seen: dict[Any, int] = {}
     problems = []
@@ -370,6 +447,13 @@ class Artifact(_Part):
     bundle_type: Literal[S3_BUNDLE_TYPES]  # type: ignore[valid-type]
 
 
+class ReleaseTrain(_Part):
+    """Scheduled releases: a run leaves at each opening of an environment's deployment window and ships the
+    newest version whose artifact is in S3 (its ``commit`` object metadata names the commit)."""
+
+    environment: Text = Field(description="The environment whose deployment_window schedules the train")
+
+
 class Notifications(_Part):
     sns_topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
     slack_connection_id: Text | None = None
@@ -430,10 +514,70 @@ class Freeze(_Part):
         return aware(self.start, False), aware(self.end, True)
 
 
+CALENDARS_DIR = "calendars"
+
+
 class DeploymentWindow(_Part):
     timezone: str = Field(description="An IANA timezone name, like Europe/Berlin")
     windows: tuple[Window, ...] = Field(default=(), description="When deployments may start; none = at any time")
     freezes: tuple[Freeze, ...] = ()
+    freeze_calendar: str | None = Field(
+        None,
+        description="A file under include/calendars/ with more freezes (freezes: [{start, end, reason}]), "
+        "shared by services",
+    )
+    _calendar_freezes: tuple[Freeze, ...] = PrivateAttr(default=())
+
+    @field_validator("freeze_calendar")
+    @classmethod
+    def _calendar_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _relative_file(value, _include_dir(info) / CALENDARS_DIR, f"include/{CALENDARS_DIR}")
+        return value
+
+    @model_validator(mode="after")
+    def _read_calendar(self, info: ValidationInfo) -> DeploymentWindow:
+        if self.freeze_calendar is None:
+            return self
+        path = _include_dir(info) / CALENDARS_DIR / self.freeze_calendar
+        shown = f"include/{CALENDARS_DIR}/{self.freeze_calendar}"
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            _reject(
+                "DeploymentWindow", [(("freeze_calendar",), f"{shown} is not valid YAML: {exc}", self.freeze_calendar)]
+            )
+        entries = data.get("freezes") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            _reject(
+                "DeploymentWindow",
+                [
+                    (
+                        ("freeze_calendar",),
+                        f"{shown} must hold freezes: [{{start, end, reason}}, ...]",
+                        self.freeze_calendar,
+                    )
+                ],
+            )
+        freezes = []
+        for i, entry in enumerate(entries):
+            try:
+                freezes.append(Freeze.model_validate(entry))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                _reject(
+                    "DeploymentWindow",
+                    [(("freeze_calendar",), f"{shown}: freezes[{i}].{where}: {first['msg']}", entry)],
+                )
+        self._calendar_freezes = tuple(freezes)
+        return self
+
+    def gate_spec(self) -> dict[str, Any]:
+        """What the window gate reads: timezone, windows, and the inline and calendar freezes together."""
+        data = self.model_dump(mode="json", include={"timezone", "windows", "freezes"})
+        data["freezes"] = data["freezes"] + [f.model_dump(mode="json") for f in self._calendar_freezes]
+        return data
 
     @field_validator("timezone")
     @classmethod
@@ -533,14 +677,17 @@ class Approval(_Part):
         return roles_of(self.approvers)
 
     @model_validator(mode="after")
-    def _rules(self) -> Approval:
+    def _rules(self, info: ValidationInfo) -> Approval:
         problems = _duplicates("approvers", self.approvers, "approver")
-        if not self.roles and self.required > len(self.users):
+        role_problems = _role_problems("approvers", self.approvers, info)
+        problems += role_problems
+        people = people_of(self.approvers, load_roles(_include_dir(info))) if not role_problems else ()
+        if not role_problems and self.required > len(people):
             problems.append(
                 (
                     ("required",),
-                    f"asks for {self.required} approvals but only {len(self.users)} approvers are listed; "
-                    "lower required, add approvers, or list a role (role:<name>)",
+                    f"asks for {self.required} approvals but only {len(people)} people may approve "
+                    f"({', '.join(people)}); lower required, add approvers, or list a role (role:<name>)",
                     self.required,
                 )
             )
@@ -782,6 +929,7 @@ class ServiceSpec(_Part):
     )
     tags: tuple[Text, ...] = Field(default=(), description="Added to the DAG's tags")
     execution_mode: Literal[EXECUTION_MODES]  # type: ignore[valid-type]
+    release_train: ReleaseTrain | None = None
     build: Build | None = None
     artifact: Artifact
     notifications: Notifications | None = None
@@ -800,8 +948,8 @@ class ServiceSpec(_Part):
         raise KeyError(f"{self.service} has no environment {name!r}")
 
     @model_validator(mode="after")
-    def _rules(self) -> ServiceSpec:
-        problems = _duplicates("owners", self.owners, "owner")
+    def _rules(self, info: ValidationInfo) -> ServiceSpec:
+        problems = _duplicates("owners", self.owners, "owner") + _role_problems("owners", self.owners, info)
         first: dict[str, int] = {}
         for i, environment in enumerate(self.environments):
             if environment.name in first:
@@ -814,6 +962,25 @@ class ServiceSpec(_Part):
                     )
                 )
             first.setdefault(environment.name, i)
+        if self.release_train is not None:
+            names = [e.name for e in self.environments]
+            train = self.release_train.environment
+            if train not in names:
+                problems.append(
+                    (
+                        ("release_train", "environment"),
+                        f"is not one of this service's environments ({', '.join(names)})",
+                        train,
+                    )
+                )
+            elif (window := self.environment(train).deployment_window) is None or not window.windows:
+                problems.append(
+                    (
+                        ("release_train", "environment"),
+                        f"environment {train} has no deployment_window.windows; a train leaves when a window opens",
+                        train,
+                    )
+                )
         for loc, value in _literal_braces(self, ()):
             problems.append(
                 (
