@@ -374,6 +374,7 @@ def test_in_the_window_the_gate_returns_its_evidence():
         "waited_s": 0.0,
         "window": "Mon-Thu 09:00-16:00 Europe/Berlin",
         "text": "open until 16:00 CET, 5h10m left, stage needs 25m",
+        "override": None,
     }
 
 

@@ -34,7 +34,9 @@ def test_full_spec_builds_every_stage_in_order():
     assert built == ["release__full-svc", "release__minimal-svc"]
     dag = namespace["release__full-svc"]
     assert dag.max_active_runs == 1 and "shipflow" in dag.tags
-    assert dag.owner and set(dag.params) == {"version", "commit", "change_reference", "environments"}
+    assert dag.owner and set(dag.params) == {
+        "version", "commit", "change_reference", "environments", "emergency", "emergency_reason"
+    }
     envs = [g for g in dag.task_group.children if not g.startswith("check_") and g != "build"]
     assert envs, "one TaskGroup per environment"
     first = envs[0]

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator
 
@@ -419,10 +419,17 @@ class DeploymentWindowGate(BaseOperator):
     """Pass when a stage that needs ``needed_seconds`` fits in the deployment window; otherwise wait for it.
 
     Inside the window the task returns its evidence at once. Outside it (or when the time left or a
-    coming freeze leaves too little room), a deferrable gate hands the wait to the triggerer with a
-    :class:`~airflow.providers.standard.triggers.temporal.DateTimeTrigger` set to the next opening
-    that fits, then checks the window again when it resumes (a late wake-up that no longer fits
-    waits for the following opening). A window that never fits within 370 days fails at once.
+    coming freeze leaves too little room), a deferrable gate hands the wait to the triggerer until the
+    next opening that fits, then checks the window again when it resumes (a late wake-up that no
+    longer fits waits for the following opening). A window that never fits within 370 days fails at once.
+
+    An *emergency* release (the run's request has ``emergency: true`` and a reason) does not wait: the
+    gate asks the override approvers instead (separation of duties applies: the one who triggered the
+    run cannot approve). Approved, the stage starts now and the override is recorded in the evidence and
+    notified (``window_override``); rejected or timed out, the gate fails.
+
+    In the ``superseded`` execution mode the wait also ends when a newer release of the service waits
+    behind this run: the gate then skips (the run gives way; see :mod:`shipflow.release.triggers`).
 
     A non-deferrable gate does not wait: outside the window it fails at once, without retries,
     with the explanation. Use it where a release must not start late (a run outside the window is
@@ -432,11 +439,16 @@ class DeploymentWindowGate(BaseOperator):
         freezes: [{start, end, reason}]}``, or a :class:`DeploymentWindow`. Checked when the DAG is parsed.
     :param needed_seconds: the time the guarded stage needs inside the window (deploy plus bake).
     :param deferrable: wait for the next opening in the triggerer (default) instead of failing.
+    :param override_approvers: who may approve an emergency override (people); none = no overrides.
+    :param override_timeout: how long an override request waits for an answer.
+    :param supersede: watch for newer releases while waiting (``execution_mode: superseded``).
+    :param poll_interval: seconds between looks for newer releases and override answers.
+    :param notifications: the spec's ``notifications`` section, for ``window_override``.
     :param now: the clock, a callable returning an aware datetime (tests pass a fixed one).
-    :return: the evidence, JSON-safe: ``open`` (always true), ``checked_at`` and ``closes_at``
-        (ISO, UTC; ``closes_at`` is None when the window does not close within 370 days),
-        ``needed_s``, ``waited_s`` (time spent waiting for the opening), ``window`` (the windows in
-        words) and ``text`` (the explanation).
+    :return: the evidence, JSON-safe: ``open`` (true, or false when an override let the stage start),
+        ``checked_at`` and ``closes_at`` (ISO, UTC; ``closes_at`` is None when the window does not close
+        within 370 days), ``needed_s``, ``waited_s`` (time spent waiting for the opening), ``window``
+        (the windows in words), ``text`` (the explanation) and ``override`` (who approved, when, why).
     """
 
     ui_color = "#c9e4ca"
@@ -447,6 +459,13 @@ class DeploymentWindowGate(BaseOperator):
         window: Mapping[str, Any] | DeploymentWindow,
         needed_seconds: float = 0,
         deferrable: bool = True,
+        override_approvers: Sequence[str] = (),
+        override_timeout: timedelta | None = timedelta(hours=1),
+        supersede: bool = False,
+        poll_interval: float = 30,
+        notifications: Mapping[str, Any] | None = None,
+        aws_conn_id: str | None = None,
+        region_name: str | None = None,
         now: Callable[[], datetime] = utcnow,
         **kwargs: Any,
     ) -> None:
@@ -465,6 +484,13 @@ class DeploymentWindowGate(BaseOperator):
         self.window = window
         self.needed_seconds = needed_seconds
         self.deferrable = deferrable
+        self.override_approvers = list(override_approvers)
+        self.override_timeout = override_timeout
+        self.supersede = supersede
+        self.poll_interval = poll_interval
+        self.notifications = dict(notifications or {})
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
         self.now = now
 
     @property
@@ -472,28 +498,132 @@ class DeploymentWindowGate(BaseOperator):
         return timedelta(seconds=self.needed_seconds)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        return self.check(self.now(), deferred_at=None)
+        return self.check(self.now(), deferred_at=None, context=context)
 
     def execute_complete(self, context: Any, event: Any = None, deferred_at: str | None = None) -> dict[str, Any]:
+        if isinstance(event, Mapping) and "superseded" in event:
+            context["ti"].xcom_push(key="superseded", value=dict(event))
+            raise AirflowSkipException(
+                f"Deployment window: superseded while waiting ({event['superseded']} newer release(s) waiting)"
+            )
         # The event is only the moment the trigger fired: the window is checked against our own clock.
-        return self.check(self.now(), deferred_at=datetime.fromisoformat(deferred_at) if deferred_at else None)
+        at = datetime.fromisoformat(deferred_at) if deferred_at else None
+        return self.check(self.now(), deferred_at=at, context=context)
 
-    def check(self, now: datetime, deferred_at: datetime | None) -> dict[str, Any]:
+    def check(self, now: datetime, deferred_at: datetime | None, context: Any = None) -> dict[str, Any]:
         text = self.calendar.explain(now, self.needed)
         if self.calendar.is_open(now, self.needed):
             self.log.info("Deployment window: %s", text)
             return self.evidence(now, deferred_at, text)
+        request = _request(context)
+        if request.get("emergency") and deferred_at is None:
+            return self._ask_override(context, text, request)
         if not self.deferrable:
             raise AirflowFailException(f"Deployment window: {text} (deferrable=False: the gate does not wait)")
         upcoming = self.calendar.next_opening(now, self.needed)
         if upcoming is None:
             raise AirflowFailException(f"Deployment window: {text}; change the windows or the stage's time")
         self.log.info("Deployment window: %s; waiting in the triggerer until %s", text, upcoming.isoformat())
+        if self.supersede and context is not None:
+            from shipflow.release.triggers import ReleaseWaitTrigger
+
+            trigger: Any = ReleaseWaitTrigger(
+                moment=upcoming, dag_id=context["ti"].dag_id, watch_newer=True, poll_interval=self.poll_interval
+            )
+        else:
+            trigger = DateTimeTrigger(moment=upcoming)
         self.defer(
-            trigger=DateTimeTrigger(moment=upcoming),
+            trigger=trigger,
             method_name="execute_complete",
             kwargs={"deferred_at": (deferred_at or now).isoformat()},
         )
+
+    # -- emergency override --------------------------------------------------------------------------
+    def _ask_override(self, context: Any, text: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.definitions.param import ParamsDict
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        from shipflow.release.approval import APPROVE, REJECT, ApprovalPolicy, ApprovalState, comment_param
+        from shipflow.release.triggers import ApprovalTrigger
+
+        triggered_by = context["dag_run"].triggering_user_name
+        policy = ApprovalPolicy(self.override_approvers, 1, self.override_timeout)
+        if (why := policy.shortfall(triggered_by)) is not None:
+            raise AirflowFailException(f"Deployment window: {text}; an emergency override cannot be approved: {why}")
+        state = ApprovalState.start(triggered_by, self.override_timeout)
+        eligible = policy.eligible(triggered_by)
+        params = ParamsDict(comment_param())
+        serialized = {k: params.get_param(k).serialize() for k in params}
+        ti = context["task_instance"]
+        upsert_hitl_detail(
+            ti_id=ti.id,
+            options=[APPROVE, REJECT],
+            subject=f"Emergency override: start {ti.task_id.split('.')[0]} of {ti.dag_id} outside its window?",
+            body=(
+                f"**{text}**\n\nEmergency reason given by {triggered_by or 'the trigger'}: "
+                f"{request.get('emergency_reason')}\n\nApprove to start this stage now; reject to stop the release."
+            ),
+            defaults=[REJECT],
+            multiple=False,
+            params=serialized,
+            assigned_users=[{"id": p, "name": p} for p in eligible],
+        )
+        self.log.info("Deployment window: %s; emergency release: asking %s for an override", text, ", ".join(eligible))
+        self.defer(
+            trigger=ApprovalTrigger(
+                ti_id=ti.id,
+                options=[APPROVE, REJECT],
+                params=serialized,
+                defaults=[REJECT],
+                timeout_datetime=datetime.fromisoformat(state.timeout_at) if state.timeout_at else None,
+                poke_interval=self.poll_interval,
+                dag_id=ti.dag_id,
+                watch_newer=self.supersede,
+            ),
+            method_name="execute_override",
+            kwargs={**state.as_kwargs(), "reason": request.get("emergency_reason"), "text": text},
+        )
+
+    def execute_override(self, context: Any, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        from shipflow.release.approval import APPROVE, answer_of
+        from shipflow.release.notify import notify
+
+        if "superseded" in event:
+            context["ti"].xcom_push(key="superseded", value=dict(event))
+            raise AirflowSkipException("Deployment window: superseded while waiting for the override approval")
+        answer = answer_of(event)
+        text = kwargs.get("text", "")
+        if event.get("error") or event.get("timedout") or answer["user"] is None:
+            raise AirflowFailException(
+                f"Deployment window: {text}; the emergency override was not approved within {self.override_timeout}"
+            )
+        if answer["choice"] != APPROVE:
+            comment = f" ({answer['comment']})" if answer["comment"] else ""
+            raise AirflowFailException(
+                f"Deployment window: {text}; the emergency override was rejected by {answer['user']}{comment}"
+            )
+        now = self.now()
+        override = {
+            "approved_by": answer["user"],
+            "at": answer["at"],
+            "comment": answer["comment"],
+            "reason": kwargs.get("reason"),
+            "triggered_by": kwargs.get("triggered_by"),
+            "requested_at": kwargs.get("requested_at"),
+        }
+        ti = context["ti"]
+        notify(
+            self.notifications,
+            "window_override",
+            subject=f"Shipflow: window override for {ti.dag_id} ({ti.task_id.split('.')[0]})",
+            message=f"{ti.dag_id} run {ti.run_id}: {ti.task_id.split('.')[0]} starts outside its deployment window "
+            f"({text}). Override approved by {answer['user']}; reason: {kwargs.get('reason')}.",
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+        )
+        self.log.warning("Deployment window overridden: %s", override)
+        evidence = {**self.evidence(now, None, text), "open": False, "override": override}
+        return evidence
 
     def evidence(self, now: datetime, deferred_at: datetime | None, text: str) -> dict[str, Any]:
         opening = self.calendar.opening_at(now, self.needed)
@@ -506,7 +636,14 @@ class DeploymentWindowGate(BaseOperator):
             "waited_s": round((now - deferred_at).total_seconds(), 3) if deferred_at else 0.0,
             "window": self.calendar.describe(),
             "text": text,
+            "override": None,
         }
+
+
+def _request(context: Any) -> Mapping[str, Any]:
+    """The run's release request (``check_release_request``'s result), or {} outside a release DAG."""
+    pull = getattr((context or {}).get("ti"), "xcom_pull", None)
+    return (pull(task_ids="check_release_request") or {}) if pull else {}
 
 
 def _iso(instant: datetime) -> str:

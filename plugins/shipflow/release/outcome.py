@@ -47,6 +47,14 @@ WHAT_FAILED = {
     "watch_bake": "an alarm fired during the bake time",
     "check_service_metrics": "the service metrics failed their gate",
 }
+# Where a release waits (for a window, for approvers) before it changes anything in an environment:
+# the points at which a newer release may supersede it (execution_mode: superseded).
+SAFE_POINTS = ("check_deployment_window", "approve_stack_change", "approve_release")
+APPROVAL_STEPS = ("approve_stack_change", "approve_release")
+
+# An environment's outcome, one word each (the run's result, the CLI's exit code, later metrics).
+PROMOTED, ROLLED_BACK, REJECTED, FAILED, SUPERSEDED = "promoted", "rolled_back", "rejected", "failed", "superseded"
+
 PROMOTE = "promote"
 ROLLBACK_DEPLOYMENT = "rollback_deployment"
 ROLLBACK_STACK = "rollback_stack"
@@ -109,3 +117,12 @@ def decide(
     if rollback and not automatic:
         return Outcome([MANUAL_FALLBACK], reason=reason, failed_step=failed_step)
     return Outcome(rollback or [NO_ROLLBACK], reason=reason, failed_step=failed_step, rolled_back=rollback)
+
+
+def outcome_name(decision: Outcome, rejected_by: dict[str, str] | None = None) -> str:
+    """The one-word outcome of a decided environment (never ``superseded``: that is decided before)."""
+    if decision.promoted:
+        return PROMOTED
+    if decision.failed_step in (rejected_by or {}):
+        return ROLLED_BACK if decision.rolled_back else REJECTED
+    return ROLLED_BACK if decision.rolled_back else FAILED

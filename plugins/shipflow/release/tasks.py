@@ -22,7 +22,7 @@ from shipflow.release import outcome as rules
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
-REQUEST_KEYS = ("version", "commit", "change_reference", "environments")
+REQUEST_KEYS = ("version", "commit", "change_reference", "environments", "emergency", "emergency_reason")
 
 
 class ReleaseRequestError(AirflowFailException):
@@ -52,6 +52,12 @@ def check_request(conf: dict[str, Any], environments: Sequence[str]) -> dict[str
     unknown_envs = [e for e in chosen if e not in environments]
     if unknown_envs:
         problems.append(f"unknown environments {unknown_envs}; this service has {list(environments)}")
+    emergency = conf.get("emergency", False)
+    reason = conf.get("emergency_reason")
+    if not isinstance(emergency, bool):
+        problems.append(f"emergency must be true or false, got {emergency!r}")
+    elif emergency and (not isinstance(reason, str) or not reason.strip()):
+        problems.append("emergency_reason must say why this release cannot wait for the deployment window")
     if problems:
         raise ReleaseRequestError("invalid release request: " + "; ".join(problems))
     return {
@@ -60,21 +66,78 @@ def check_request(conf: dict[str, Any], environments: Sequence[str]) -> dict[str
         "change_reference": change,
         # Environments are promoted in the spec's order whatever order the request lists them in.
         "environments": [e for e in environments if e in chosen],
+        "emergency": emergency,
+        "emergency_reason": reason.strip() if emergency else None,
     }
 
 
-class ReleaseRequestCheckOperator(BaseOperator):
-    """First task of every release: the run's conf is a valid request (``check_release_request``)."""
+def _semver_key(version: str) -> tuple[Any, ...]:
+    """Sort key of a semantic version: numbers numerically, a pre-release before its release."""
+    core, _, pre = version.split("+")[0].partition("-")
+    return (*(int(part) for part in core.split(".")), pre == "", pre)
 
-    def __init__(self, *, environments: Sequence[str], **kwargs: Any) -> None:
+
+def newest_artifact(s3: Any, bucket: str, key_template: str) -> tuple[str, str] | None:
+    """The newest ``(version, key)`` among the objects matching ``key_template`` (with ``{version}``)."""
+    before, _, after = key_template.partition("{version}")
+    pattern = re.compile(re.escape(before) + r"(?P<version>[0-9A-Za-z.+-]+)" + re.escape(after) + "$")
+    found: list[tuple[str, str]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=before):
+        for item in page.get("Contents", []):
+            match = pattern.match(item["Key"])
+            if match and SEMVER.match(match["version"]):
+                found.append((match["version"], item["Key"]))
+    return max(found, key=lambda pair: _semver_key(pair[0])) if found else None
+
+
+class ReleaseRequestCheckOperator(BaseOperator):
+    """First task of every release: the run's conf is a valid request (``check_release_request``).
+
+    A release train's scheduled run has no conf: it ships the newest version whose artifact is in S3,
+    and the commit recorded in that object's ``commit`` metadata (CI uploads with it).
+
+    :param train: for a service with a release train: ``{bucket, key, aws_conn_id, region_name}``, the
+        artifact location with ``{version}`` left in the key.
+    """
+
+    def __init__(self, *, environments: Sequence[str], train: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.environments = list(environments)
+        self.train = train
 
     def execute(self, context: Any) -> dict[str, Any]:
-        conf = dict(context["dag_run"].conf or {})
+        dag_run = context["dag_run"]
+        conf = {k: v for k, v in dict(dag_run.conf or {}).items() if v is not None or k not in ("version", "commit")}
+        if (
+            self.train
+            and "version" not in conf
+            and str(getattr(dag_run, "run_type", "")) in ("scheduled", "DagRunType.SCHEDULED")
+        ):
+            conf.update(self.train_request())
         request = check_request(conf, self.environments)
         self.log.info("Release request: %s", request)
         return request
+
+    def train_request(self) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        train = self.train or {}
+        bucket, template = train["bucket"], train["key"]
+        hook = S3Hook(aws_conn_id=train.get("aws_conn_id"), region_name=train.get("region_name"))
+        newest = newest_artifact(hook.conn, bucket, template)
+        if newest is None:
+            raise ReleaseRequestError(
+                f"release train: no artifact matches s3://{bucket}/{template}; upload one, or trigger with a version"
+            )
+        version, key = newest
+        commit = (hook.conn.head_object(Bucket=bucket, Key=key).get("Metadata") or {}).get("commit")
+        if not commit:
+            raise ReleaseRequestError(
+                f"release train: s3://{bucket}/{key} has no commit metadata; upload artifacts with it "
+                "(aws s3 cp ... --metadata commit=<sha>), or trigger this version by hand with its commit"
+            )
+        self.log.info("Release train: the newest artifact is %s (s3://%s/%s, commit %s)", version, bucket, key, commit)
+        return {"version": version, "commit": commit, "change_reference": f"release train {version}"}
 
 
 class EnvironmentSelectedOperator(BaseOperator):
@@ -128,10 +191,32 @@ class ReleaseOutcomeOperator(BaseBranchOperator):
         )
         rejected_by = {}
         for step in self.approvals:
-            answer = ti.xcom_pull(task_ids=self._in_group(step)) or {}
+            # The decision record is pushed before a rejection skips what follows (a skip ends the
+            # task before its return value would be kept).
+            answer = ti.xcom_pull(task_ids=self._in_group(step), key="approval") or {}
             if answer and "Approve" not in (answer.get("chosen_options") or []):
                 who = answer.get("responded_by_user") or {}
-                rejected_by[step] = who.get("name") or who.get("id") or "an approver"
+                if answer.get("decision") == "timed_out":
+                    rejected_by[step] = "timeout (nobody decided in time)"
+                else:
+                    rejected_by[step] = who.get("name") or who.get("id") or "an approver"
+        superseded = {
+            step: found
+            for step in rules.SAFE_POINTS
+            if (found := ti.xcom_pull(task_ids=self._in_group(step), key="superseded"))
+        }
+        if superseded:
+            # A newer release waits behind this run: it gave way before changing anything here.
+            step = next(iter(superseded))
+            self._record(
+                ti,
+                rules.Outcome([], reason=f"superseded by a newer release at {step}"),
+                None,
+                states,
+                outcome=rules.SUPERSEDED,
+            )
+            self.log.info("Superseded at %s: %s; nothing to roll back", step, superseded[step])
+            return []
         if states.get("enter") in rules.FAILED_STATES:
             # The request check or the build failed before this environment began: nothing changed here.
             decision = rules.Outcome(
@@ -146,10 +231,16 @@ class ReleaseOutcomeOperator(BaseBranchOperator):
                 rejected_by=rejected_by,
                 automatic=self.automatic,
             )
+        self._record(ti, decision, deployment_id, states, outcome=rules.outcome_name(decision, rejected_by))
+        self.log.info("Outcome for %s: %s %s", self.environment, decision.next_tasks, decision.reason)
+        return [self._in_group(t) for t in decision.next_tasks]
+
+    def _record(self, ti: Any, decision: Any, deployment_id: Any, states: dict[str, Any], *, outcome: str) -> None:
         ti.xcom_push(
             key="outcome",
             value={
                 "environment": self.environment,
+                "outcome": outcome,
                 "promoted": decision.promoted,
                 "reason": decision.reason,
                 "failed_step": decision.failed_step,
@@ -158,8 +249,6 @@ class ReleaseOutcomeOperator(BaseBranchOperator):
                 "states": states,
             },
         )
-        self.log.info("Outcome for %s: %s %s", self.environment, decision.next_tasks, decision.reason)
-        return [self._in_group(t) for t in decision.next_tasks]
 
 
 class RollbackVerifyOperator(BaseOperator):
@@ -292,6 +381,8 @@ class FailReleaseOperator(BaseOperator):
             raise AirflowSkipException(f"{self.environment} was not part of this release")
         if result.get("promoted"):
             raise AirflowSkipException(f"{self.environment} promoted; nothing to fail")
+        if result.get("outcome") == rules.SUPERSEDED:
+            raise AirflowSkipException(f"{self.environment}: superseded by a newer release; nothing to fail")
         states = ti.get_task_states(dag_id=ti.dag_id, task_group_id=self.environment, run_ids=[ti.run_id]).get(
             ti.run_id, {}
         )

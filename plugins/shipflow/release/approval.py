@@ -1,0 +1,332 @@
+"""Release approvals: who may approve, how many must, and what is kept of their decision.
+
+The policy, in one place (:class:`ApprovalPolicy`), used by the approval steps
+(``approve_release``, ``approve_stack_change``) and by the emergency override of the deployment window:
+
+- Approvers are the spec's users and the members of its roles (``role:<name>``, defined in
+  ``include/roles.yaml``), resolved when the DAG is parsed.
+- Separation of duties: the user who triggered the run (Airflow's ``triggering_user_name``) cannot
+  approve it. The request is assigned to the other approvers only, so Airflow itself refuses anyone
+  else (HTTP 403, even an admin). When too few approvers remain, the step fails at once with the reason.
+- N of M: ``required`` distinct approvers must approve. After each approval the request is asked again
+  of those who have not approved yet; one rejection ends it.
+- Timeout: when nobody decides in time, the request takes its default (``Reject``), the spec's
+  ``approval_timeout`` notification goes out, and the step records ``timed_out``.
+- Every answer (who, when, choice, comment) is kept in the step's result (XCom), with the people
+  who could have answered and the one who triggered the run.
+- In the ``superseded`` execution mode, a newer release waiting behind this one closes the request
+  (see :mod:`shipflow.release.triggers`); the step skips what follows, recorded as ``superseded``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param
+
+from shipflow.release.notify import notify
+from shipflow.release.triggers import ApprovalTrigger
+
+APPROVE, REJECT = ApprovalOperator.APPROVE, ApprovalOperator.REJECT
+COMMENT = "comment"
+ROLE_PREFIX = "role:"
+
+# What a decision is called in results, logs and (later) audit events and metrics.
+APPROVED, REJECTED, TIMED_OUT, SUPERSEDED, NO_APPROVER = (
+    "approved",
+    "rejected",
+    "timed_out",
+    "superseded",
+    "no_eligible_approver",
+)
+
+
+def resolve_approvers(principals: Sequence[str], roles: Mapping[str, Sequence[str]]) -> list[str]:
+    """The people behind ``principals`` (users, and ``role:x`` via ``roles``), in order, each once."""
+    people: list[str] = []
+    for principal in principals:
+        if principal.startswith(ROLE_PREFIX):
+            members = roles.get(principal[len(ROLE_PREFIX) :], ())
+        else:
+            members = (principal,)
+        people += [m for m in members if m not in people]
+    return people
+
+
+def comment_param() -> dict[str, Param]:
+    return {COMMENT: Param("", type="string", title="Comment", description="Why (kept with the run)")}
+
+
+@dataclass
+class ApprovalPolicy:
+    """N of M approvers, minus the one who triggered the run."""
+
+    approvers: list[str]  # people, already resolved
+    required: int = 1
+    timeout: timedelta | None = None
+
+    def eligible(self, triggered_by: str | None, approved: Sequence[str] = ()) -> list[str]:
+        return [p for p in self.approvers if p != triggered_by and p not in approved]
+
+    def shortfall(self, triggered_by: str | None) -> str | None:
+        """Why this run can never be approved, or None."""
+        eligible = self.eligible(triggered_by)
+        if len(eligible) >= self.required:
+            return None
+        excluded = (
+            f"; {triggered_by} triggered the run and may not approve it" if triggered_by in self.approvers else ""
+        )
+        return (
+            f"needs {self.required} approval(s) but only {len(eligible)} approver(s) may give one "
+            f"({', '.join(eligible) or 'nobody'}){excluded}: add approvers to the spec or have someone else trigger"
+        )
+
+
+@dataclass
+class ApprovalState:
+    """What is carried between the asks of one approval step (JSON-safe: it travels through the deferral)."""
+
+    triggered_by: str | None
+    requested_at: str
+    timeout_at: str | None
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, triggered_by: str | None, timeout: timedelta | None) -> ApprovalState:
+        now = datetime.now(UTC)
+        return cls(triggered_by, now.isoformat(), (now + timeout).isoformat() if timeout else None)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {
+            "triggered_by": self.triggered_by,
+            "requested_at": self.requested_at,
+            "timeout_at": self.timeout_at,
+            "approvals": self.approvals,
+        }
+
+
+def answer_of(event: Mapping[str, Any]) -> dict[str, Any]:
+    """One answer as it is kept: who, when, the choice, the comment."""
+    user = event.get("responded_by_user") or {}
+    at = event.get("responded_at")
+    return {
+        "user": user.get("name") or user.get("id"),
+        "at": at.isoformat() if isinstance(at, datetime) else at,
+        "choice": (event.get("chosen_options") or [None])[0],
+        "comment": (event.get("params_input") or {}).get(COMMENT) or None,
+    }
+
+
+class ReleaseApprovalOperator(ApprovalOperator):
+    """An approval step of a release (``approve_release``, ``approve_stack_change``) under :class:`ApprovalPolicy`.
+
+    Waits in the triggerer (deferred), not in ``awaiting_input``: the trigger also applies the timeout
+    and, in the ``superseded`` mode, watches for a newer release. An answer through the UI or the REST
+    API resumes the task at once either way.
+
+    :param approvers: the people who may approve (users and role members, resolved).
+    :param required: how many distinct people must approve.
+    :param response_timeout: how long to wait before the default, ``Reject``, applies.
+    :param supersede: the service's ``execution_mode`` is ``superseded``.
+    :param poll_interval: seconds between the trigger's looks (timeout, newer releases).
+    :param notifications: the spec's ``notifications`` section (dict), for ``approval_timeout``.
+    :param what: the step in words, for messages ("the release of x 1.2.0 to production").
+    :return: the decision record: ``decision`` (approved | rejected | timed_out), ``chosen_options``,
+        ``responded_by_user``, ``approvals`` and ``rejected_by`` (each ``{user, at, choice, comment}``),
+        ``required``, ``eligible``, ``triggered_by``, ``requested_at``, ``timeout_at``.
+    """
+
+    def __init__(
+        self,
+        *,
+        approvers: Sequence[str],
+        required: int = 1,
+        response_timeout: timedelta | None = None,
+        supersede: bool = False,
+        poll_interval: float = 30,
+        notifications: Mapping[str, Any] | None = None,
+        aws_conn_id: str | None = None,
+        region_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not approvers:
+            raise ValueError(f"{kwargs.get('task_id')}: an approval step needs at least one approver")
+        if required < 1 or required > len(approvers):
+            raise ValueError(
+                f"{kwargs.get('task_id')}: required={required} approvals, but {len(approvers)} approver(s): "
+                f"{', '.join(approvers)}"
+            )
+        # The DAG's params arrive here too; a HITL form shows only the task's own (the comment).
+        kwargs.pop("params", None)
+        super().__init__(
+            params=comment_param(),
+            defaults=[REJECT],
+            response_timeout=response_timeout,
+            assigned_users=[{"id": p, "name": p} for p in approvers],
+            **kwargs,
+        )
+        self.policy = ApprovalPolicy(list(approvers), required, response_timeout)
+        self.supersede = supersede
+        self.poll_interval = poll_interval
+        self.notifications = dict(notifications or {})
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    # -- asking ------------------------------------------------------------------------------------
+    def execute(self, context: Any) -> Any:
+        triggered_by = context["dag_run"].triggering_user_name
+        state = self._saved(context) or ApprovalState.start(triggered_by, self.response_timeout)
+        if (why := self.policy.shortfall(triggered_by)) is not None:
+            self._finish(context, state, NO_APPROVER, reason=why)
+            raise AirflowFailException(f"{self.task_id}: cannot be approved: {why}")
+        self._ask(context, state)
+
+    def _ask(self, context: Any, state: ApprovalState) -> NoReturn:
+        """Ask the approvers who have not approved yet; raises TaskDeferred (resumes in execute_complete)."""
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        approved = [a["user"] for a in state.approvals]
+        eligible = self.policy.eligible(state.triggered_by, approved)
+        self.assigned_users = [{"id": p, "name": p} for p in eligible]
+        ti = context["task_instance"]
+        self._save(context, state)
+        # Upserting again after an approval clears that answer (Airflow keeps one per task instance);
+        # the answers so far travel in the deferral's kwargs.
+        upsert_hitl_detail(
+            ti_id=ti.id,
+            options=self.options,
+            subject=self.subject,
+            body=self._body(state),
+            defaults=self.defaults,
+            multiple=self.multiple,
+            params=self.serialized_params,
+            assigned_users=self.assigned_users,
+        )
+        self.log.info(
+            "Waiting for %d more approval(s) of %d from: %s (triggered by %s; timeout at %s)",
+            self.policy.required - len(approved),
+            self.policy.required,
+            ", ".join(eligible),
+            state.triggered_by or "the schedule",
+            state.timeout_at or "never",
+        )
+        self.defer(
+            trigger=ApprovalTrigger(
+                ti_id=ti.id,
+                options=self.options,
+                params=self.serialized_params,
+                defaults=self.defaults,
+                multiple=self.multiple,
+                timeout_datetime=datetime.fromisoformat(state.timeout_at) if state.timeout_at else None,
+                poke_interval=self.poll_interval,
+                dag_id=ti.dag_id,
+                watch_newer=self.supersede,
+            ),
+            method_name="execute_complete",
+            kwargs=state.as_kwargs(),
+        )
+
+    # A try can fail under the step (Airflow fails a task resumed right after it parked, see
+    # shipflow.runtime.rest.HITL_SETTLE_SECONDS; or its worker dies). The approvals given so far are
+    # kept in the task state store, so the retry asks only for the ones still missing.
+    STATE_KEY = "shipflow_approval"
+
+    def _save(self, context: Any, state: ApprovalState) -> None:
+        if (store := context.get("task_state_store")) is not None:
+            store.set(self.STATE_KEY, json.dumps(state.as_kwargs()))
+
+    def _saved(self, context: Any) -> ApprovalState | None:
+        store = context.get("task_state_store")
+        raw = store.get(self.STATE_KEY) if store is not None else None
+        if not raw:
+            return None
+        state = ApprovalState(**json.loads(raw))
+        self.log.warning(
+            "Resuming the approval after an earlier try ended: %d approval(s) kept (%s)",
+            len(state.approvals),
+            ", ".join(a["user"] for a in state.approvals) or "none",
+        )
+        return state
+
+    def _body(self, state: ApprovalState) -> str:
+        lines = [self.body or ""]
+        lines.append(f"\n\nNeeds **{self.policy.required}** approval(s).")
+        if state.approvals:
+            lines.append(" Approved so far by " + ", ".join(a["user"] for a in state.approvals) + ".")
+        if state.triggered_by:
+            lines.append(f" Triggered by {state.triggered_by}, who may not approve it.")
+        return "".join(lines)
+
+    # -- answers -----------------------------------------------------------------------------------
+    def execute_complete(self, context: Any, event: dict[str, Any], **kwargs: Any) -> Any:  # type: ignore[override]
+        state = ApprovalState(**kwargs)
+        if "superseded" in event:
+            # Recorded first: skipping what follows ends the task (Airflow 3 raises to skip).
+            self._finish(context, state, SUPERSEDED, reason=f"{event['superseded']} newer release(s) waiting")
+            context["ti"].xcom_push(key="superseded", value=event)
+            self.log.info("Superseded by a newer release; the request was closed and nothing follows")
+            self.skip(ti=context["ti"], tasks=context["task"].get_direct_relatives(upstream=False))
+            return None
+        if "error" in event:
+            self.process_trigger_event_error(event)
+        answer = answer_of(event)
+        if event.get("timedout") or answer["user"] is None:
+            answer.update(user=None, comment=f"no decision within {self.response_timeout}")
+            record = self._finish(context, state, TIMED_OUT, rejected=answer)
+            notify(
+                self.notifications,
+                "approval_timeout",
+                subject=f"Shipflow: approval timed out: {self.subject}",
+                message=f"{self.subject}: nobody approved within {self.response_timeout}; the release was "
+                f"rejected (on_timeout: reject). Run {context['ti'].run_id}.",
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+            )
+            super().execute_complete(context, event)  # the default (Reject): skips downstream
+            return record
+        if answer["user"] == state.triggered_by or answer["user"] in [a["user"] for a in state.approvals]:
+            # Not reachable through Airflow (the request is assigned to the others); kept as a guard
+            # should an auth manager ignore assigned users.
+            self.log.warning("Ignoring the answer of %s: not an eligible approver of this run", answer["user"])
+            return self._ask(context, state)
+        if answer["choice"] == APPROVE:
+            state.approvals.append(answer)
+            if len(state.approvals) < self.policy.required:
+                self.log.info("Approved by %s (%d of %d)", answer["user"], len(state.approvals), self.policy.required)
+                return self._ask(context, state)
+            super().execute_complete(context, event)
+            return self._finish(context, state, APPROVED)
+        record = self._finish(context, state, REJECTED, rejected=answer)
+        super().execute_complete(context, event)  # skips downstream
+        return record
+
+    def _finish(
+        self,
+        context: Any,
+        state: ApprovalState,
+        decision: str,
+        *,
+        rejected: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        last = rejected or (state.approvals[-1] if state.approvals else None)
+        record = {
+            "decision": decision,
+            "chosen_options": [APPROVE] if decision == APPROVED else [REJECT],
+            "responded_by_user": {"id": last["user"], "name": last["user"]} if last and last.get("user") else None,
+            "approvals": state.approvals,
+            "rejected_by": rejected,
+            "reason": reason,
+            "required": self.policy.required,
+            "eligible": self.policy.eligible(state.triggered_by),
+            **{k: v for k, v in state.as_kwargs().items() if k != "approvals"},
+        }
+        context["ti"].xcom_push(key="approval", value=record)
+        self.log.info("Approval %s: %s", decision, record)
+        return record
