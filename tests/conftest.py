@@ -15,7 +15,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +111,51 @@ class AirflowStack:
         return path
 
 
+def sandbox_connections(sandbox_process: SandboxClient) -> dict[str, str]:
+    """The environment that points a stack's AWS connections at the sandbox, with fast polling."""
+    connection = {
+        "conn_type": "aws",
+        "login": SANDBOX_CREDENTIALS["aws_access_key_id"],
+        "password": SANDBOX_CREDENTIALS["aws_secret_access_key"],
+        "extra": {"endpoint_url": sandbox_process.endpoint, "region_name": DEFAULT_REGION},
+    }
+    return {
+        "AIRFLOW_CONN_AWS_SANDBOX": json.dumps(connection),
+        # The example specs use the default connection: locally it is the sandbox too.
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
+        # Release DAGs poll every second here (production default: 30 s).
+        "SHIPFLOW_POLL_SECONDS": "1",
+    }
+
+
+@contextmanager
+def running_airflow(
+    sandbox_process: SandboxClient,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str = "airflow",
+    timeout: float = 120,
+    **options: Any,
+) -> Iterator[AirflowStack]:
+    """A started ``LocalAirflow`` over a copy of tests/airflow_dags/, connected to the sandbox.
+
+    ``options`` go to ``LocalAirflow`` (e.g. ``executor="CeleryExecutor"``, ``database_url=...``).
+    A stack that does not start fails the test with every component's last log lines; the stack
+    is stopped when the block ends. Logs stay in the pytest temp dir for diagnosis.
+    """
+    home = tmp_path_factory.mktemp(name)
+    dags = home.parent / f"{home.name}-dags"
+    shutil.copytree(AIRFLOW_DAGS, dags, ignore=shutil.ignore_patterns("__pycache__"))
+    airflow = LocalAirflow(home, dags, free_port(), extra_env=sandbox_connections(sandbox_process), **options)
+    try:
+        airflow.start(timeout=timeout)
+    except AirflowStartError as exc:
+        pytest.fail(f"Airflow did not start (home {home}):\n{exc}", pytrace=False)
+    try:
+        yield AirflowStack(airflow)
+    finally:
+        airflow.stop()
+
+
 @pytest.fixture(scope="session")
 def airflow_stack(sandbox_process: SandboxClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     """A real Airflow 3 (api-server, scheduler, dag-processor, triggerer) for the whole session.
@@ -117,28 +164,5 @@ def airflow_stack(sandbox_process: SandboxClient, tmp_path_factory: pytest.TempP
     ``aws_sandbox`` points at the session's sandbox. Logs stay in the pytest temp dir for diagnosis.
     A stack that does not start fails the test with every component's last log lines.
     """
-    home = tmp_path_factory.mktemp("airflow")
-    dags = home.parent / f"{home.name}-dags"
-    shutil.copytree(AIRFLOW_DAGS, dags, ignore=shutil.ignore_patterns("__pycache__"))
-    connection = {
-        "conn_type": "aws",
-        "login": SANDBOX_CREDENTIALS["aws_access_key_id"],
-        "password": SANDBOX_CREDENTIALS["aws_secret_access_key"],
-        "extra": {"endpoint_url": sandbox_process.endpoint, "region_name": DEFAULT_REGION},
-    }
-    extra_env = {
-        "AIRFLOW_CONN_AWS_SANDBOX": json.dumps(connection),
-        # The example specs use the default connection: locally it is the sandbox too.
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
-        # Release DAGs poll every second here (production default: 30 s).
-        "SHIPFLOW_POLL_SECONDS": "1",
-    }
-    airflow = LocalAirflow(home, dags, free_port(), extra_env=extra_env)
-    try:
-        airflow.start(timeout=120)
-    except AirflowStartError as exc:
-        pytest.fail(f"Airflow did not start (home {home}):\n{exc}", pytrace=False)
-    try:
-        yield AirflowStack(airflow)
-    finally:
-        airflow.stop()
+    with running_airflow(sandbox_process, tmp_path_factory) as stack:
+        yield stack

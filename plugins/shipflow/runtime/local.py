@@ -6,6 +6,16 @@
     ...
     airflow.stop()
 
+The same class runs the distributed shape (docker-compose.yaml, docs/distributed.md) natively:
+PostgreSQL as the metadata DB, Redis as the Celery broker and ``airflow celery worker`` processes
+that run every task, each under its own host name as a worker container would::
+
+    LocalAirflow(home, dags_folder, port, executor="CeleryExecutor",
+                 database_url="postgresql+psycopg2://postgres@127.0.0.1:5432/shipflow_dist_1a2b",
+                 broker_url="redis://127.0.0.1:6379/7", celery_workers=2)
+
+(``shipflow.runtime.backends`` makes and removes a throwaway database and Redis DB for that.)
+
 Everything Airflow reads comes from the environment written here (nothing from the caller's own
 ``AIRFLOW_*`` variables), so a stack is isolated from the developer's shell and from other stacks.
 Each component runs in its own process group with its output in ``<home>/logs/<component>.log``;
@@ -45,6 +55,27 @@ COMPONENTS = tuple(COMMANDS)
 # The health endpoint's names for what must be healthy before the stack is usable.
 HEALTH_CHECKS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
+# Task slots per Celery worker: two workers of two fill the stack's parallelism of 4.
+CELERY_WORKER_CONCURRENCY = 2
+# What a worker's tasks record as their host (task instance ``hostname``): see worker_hostname().
+WORKER_HOSTNAME_VARIABLE = "SHIPFLOW_WORKER_HOSTNAME"
+
+
+def celery_worker_name(number: int) -> str:
+    """The host name of the stack's ``number``-th Celery worker (1-based), e.g. ``shipflow-worker-1``."""
+    return f"shipflow-worker-{number}"
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the Celery workers of a native stack.
+
+    In docker compose every worker is a container with its own host name, and task instances
+    record it; on one machine every process shares one. Each worker's environment names it
+    instead, so ``hostname`` of a task instance says which worker ran it, as it would in compose.
+    """
+    return os.environ.get(WORKER_HOSTNAME_VARIABLE) or socket.getfqdn()
+
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 # Seconds between scans of the dags folder and re-parses of a file: tests add DAG files at run time.
 DAG_REFRESH_SECONDS = 3
@@ -76,6 +107,14 @@ class LocalAirflow:
     :param extra_env: added last to every process's environment, so it may override any setting
         written here (e.g. ``AIRFLOW_CONN_*`` connections, ``AIRFLOW__CORE__PARALLELISM``).
     :param users: user name -> SimpleAuthManager role; each user's password is its name.
+    :param executor: ``LocalExecutor`` (the default: tasks run as children of the scheduler) or
+        ``CeleryExecutor`` (tasks run on ``celery_workers`` worker processes).
+    :param database_url: the metadata DB's SQLAlchemy URL; default a SQLite file in the home.
+        The CeleryExecutor needs a server DB (e.g. ``postgresql+psycopg2://...``).
+    :param broker_url: the Celery broker (e.g. ``redis://127.0.0.1:6379/7``); CeleryExecutor only.
+    :param result_backend: where Celery keeps task states; default ``db+<database_url>``.
+    :param celery_workers: how many ``airflow celery worker`` processes to run (CeleryExecutor).
+    :param worker_concurrency: task slots of each worker.
     """
 
     def __init__(
@@ -86,7 +125,15 @@ class LocalAirflow:
         extra_env: Mapping[str, str] | None = None,
         users: Mapping[str, str] = DEFAULT_USERS,
         host: str = "127.0.0.1",
+        executor: str = "LocalExecutor",
+        database_url: str | None = None,
+        broker_url: str | None = None,
+        result_backend: str | None = None,
+        celery_workers: int = 2,
+        worker_concurrency: int = CELERY_WORKER_CONCURRENCY,
     ) -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor {executor!r} is not supported here: use one of {', '.join(EXECUTORS)}")
         self.home = Path(home).resolve()
         self.dags_folder = Path(dags_folder).resolve()
         self.host = host
@@ -95,6 +142,32 @@ class LocalAirflow:
         self.passwords = {name: name for name in self.users}
         self.extra_env = dict(extra_env or {})
         self.logs_folder = self.home / "logs"
+        self.executor = executor
+        self.database_url = database_url or f"sqlite:///{self.home / 'airflow.db'}"
+        self.broker_url = broker_url
+        self.celery_workers = celery_workers if executor == "CeleryExecutor" else 0
+        self.worker_concurrency = worker_concurrency
+        if executor == "CeleryExecutor":
+            if not broker_url:
+                raise ValueError("the CeleryExecutor needs broker_url, e.g. redis://127.0.0.1:6379/7")
+            if self.database_url.startswith("sqlite"):
+                # Airflow refuses it too, but only once the scheduler starts: say so before.
+                raise ValueError("the CeleryExecutor cannot use SQLite: pass database_url=postgresql+psycopg2://...")
+            if celery_workers < 1:
+                raise ValueError(f"celery_workers must be at least 1 (got {celery_workers})")
+        self.result_backend = result_backend or (f"db+{self.database_url}" if broker_url else None)
+        # Component -> its `airflow` command, workers included.
+        self.commands: dict[str, tuple[str, ...]] = dict(COMMANDS)
+        self.worker_names = tuple(celery_worker_name(number) for number in range(1, self.celery_workers + 1))
+        for name in self.worker_names:
+            self.commands[name] = (
+                "celery", "worker",
+                "--celery-hostname", f"{name}@%h",  # Celery's node name: distinct per worker on one host
+                "--concurrency", str(worker_concurrency),
+                "--queues", "default",
+                "--skip-serve-logs",  # task logs are files in the home (see COMMANDS)
+            )  # fmt: skip
+        self.components = tuple(self.commands)
         self.env = self._build_env()
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._log_files: list[IO[bytes]] = []
@@ -120,7 +193,7 @@ class LocalAirflow:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             # Standalone's default of 32 forks 32 workers; 4 suits a 2-core machine.
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -128,7 +201,7 @@ class LocalAirflow:
             "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in self.users.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
             "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
             "AIRFLOW__API__HOST": self.host,
             "AIRFLOW__API__PORT": str(self.port),
@@ -144,7 +217,25 @@ class LocalAirflow:
             # `airflow` children (task workers) are found next to this interpreter.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), inherited.get("PATH", os.defpath)]),
         }
+        if self.executor == "CeleryExecutor":
+            settings |= {
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": self.result_backend,
+                # Sending a task to the broker may wait longer than the default 1 s on a loaded
+                # 2-core machine; a timeout there fails the task's queueing, not the broker.
+                "AIRFLOW__CELERY__OPERATION_TIMEOUT": "10",
+            }
         return {**inherited, **settings, **self.extra_env}
+
+    def component_env(self, component: str) -> dict[str, str]:
+        """The environment of one component: the stack's, plus a worker's own host name."""
+        if component not in self.worker_names:
+            return self.env
+        return {
+            **self.env,
+            WORKER_HOSTNAME_VARIABLE: component,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+        }
 
     # -- processes -----------------------------------------------------------------------------
     def _spawn(self, component: str, *args: str) -> subprocess.Popen[bytes]:
@@ -153,14 +244,14 @@ class LocalAirflow:
         return subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
             cwd=self.home,
-            env=self.env,
+            env=self.component_env(component),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() signals it with its children
         )
 
     def start(self, timeout: float = 120) -> float:
-        """Migrate the DB, start the four components and wait until all are healthy.
+        """Migrate the DB, start the components and wait until all are healthy (workers: answering pings).
 
         Returns the seconds it took. On failure every started process is stopped and
         ``AirflowStartError`` carries the last log lines of each component.
@@ -188,7 +279,7 @@ class LocalAirflow:
             if code != 0:
                 raise AirflowStartError(f"`airflow db migrate` exited {code}")
             del self._processes["db-migrate"]
-            for component, command in COMMANDS.items():
+            for component, command in self.commands.items():
                 self._processes[component] = self._spawn(component, *command)
             self._wait_healthy(deadline, timeout)
         except AirflowStartError as exc:
@@ -214,18 +305,54 @@ class LocalAirflow:
                     # it up now, or the first task's first call exceeds the workers' 5 s timeout
                     # and is retried, which made the first run of a session ~5 s slower.
                     client.get("/execution/health")
-                    return
+                    break
             except AirflowApiError:
                 pass  # the api-server is still importing
             if time.monotonic() > deadline:
                 raise AirflowStartError(f"Airflow not healthy after {timeout:g} s; last health: {health}")
             time.sleep(0.5)
+        if self.worker_names:
+            self._wait_workers(deadline, timeout)
+
+    def _wait_workers(self, deadline: float, timeout: float) -> None:
+        # The health endpoint knows nothing of Celery workers: ask them over the broker, as
+        # `celery inspect ping` (and the compose healthcheck) does. A worker answers once it consumes.
+        expected = set(self.worker_names)
+        while True:
+            for component, process in self._processes.items():
+                if process.poll() is not None:
+                    raise AirflowStartError(f"{component} exited with code {process.returncode} while starting")
+            answered = self.celery_ping()
+            if expected <= answered:
+                return
+            if time.monotonic() > deadline:
+                missing = ", ".join(sorted(expected - answered))
+                raise AirflowStartError(f"Celery workers not answering after {timeout:g} s: missing {missing}")
+
+    def celery_ping(self, timeout: float = 1.0) -> set[str]:
+        """The worker names (``shipflow-worker-N``) that answer a Celery ping on this stack's broker."""
+        if not self.broker_url:
+            return set()
+        # Dependencies of Airflow's Celery provider; imported here, as only Celery stacks need them.
+        from celery import Celery
+        from kombu.exceptions import OperationalError
+
+        app = Celery("shipflow-ping", broker=self.broker_url)
+        try:
+            replies = app.control.ping(timeout=timeout)
+        except (OSError, OperationalError):  # the broker is not reachable: nobody answered
+            return set()
+        finally:
+            app.close()
+        # Each reply is {"<name>@<host>": {"ok": "pong"}}.
+        return {node.split("@", 1)[0] for reply in replies for node in reply}
 
     @property
     def is_running(self) -> bool:
-        """True while every component process is alive."""
+        """True while every component process is alive (Celery workers included)."""
         return all(
-            component in self._processes and self._processes[component].poll() is None for component in COMPONENTS
+            component in self._processes and self._processes[component].poll() is None
+            for component in self.components
         )
 
     def stop(self, timeout: float = 20, grace: float = 3) -> None:
@@ -284,7 +411,7 @@ class LocalAirflow:
         return AirflowClient.login(self.base_url, username, self.passwords[username])
 
     def log_tail(self, component: str, lines: int = 40) -> str:
-        """The last ``lines`` lines a component wrote (``db-migrate`` or one of ``COMPONENTS``)."""
+        """The last ``lines`` lines a component wrote (``db-migrate`` or one of ``components``)."""
         path = self.logs_folder / f"{component}.log"
         if not path.exists():
             return f"(no log: {path})"
@@ -298,7 +425,7 @@ class LocalAirflow:
     def diagnosis(self, lines: int = 30) -> str:
         """Every component's log tail, for a failure message."""
         parts = []
-        for component in ("db-migrate", *COMPONENTS):
+        for component in ("db-migrate", *self.components):
             parts.append(f"----- {component} ({self.logs_folder / f'{component}.log'}) -----")
             parts.append(self.log_tail(component, lines))
         return "\n".join(parts)
