@@ -37,7 +37,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import BaseOperator
 
 from shipflow.aws.constants.cloudwatch import (
@@ -345,8 +345,11 @@ class GateResult:
         return json_safe(asdict(self))
 
 
-class GateFailed(AirflowException):
-    """A gate found a critical expectation not met; ``result`` is the evidence, ``evidence`` what the task returns."""
+class GateFailed(AirflowFailException):
+    """A gate found a critical expectation not met; ``result`` is the evidence, ``evidence`` what the task returns.
+
+    Final (an AirflowFailException, never retried): the same evidence gives the same answer, and the
+    release's rollback path takes over at once."""
 
     def __init__(self, result: GateResult, evidence: dict[str, Any] | None = None, what: str = "") -> None:
         lines = result.failure_lines("critical")

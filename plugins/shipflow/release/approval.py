@@ -96,6 +96,10 @@ class ApprovalState:
     requested_at: str
     timeout_at: str | None
     approvals: list[dict[str, Any]] = field(default_factory=list)
+    # Set once decided (kept in the task state store before it is acted on; see _decide).
+    decision: str | None = None
+    rejected: dict[str, Any] | None = None
+    reason: str | None = None
 
     @classmethod
     def start(cls, triggered_by: str | None, timeout: timedelta | None) -> ApprovalState:
@@ -103,12 +107,16 @@ class ApprovalState:
         return cls(triggered_by, now.isoformat(), (now + timeout).isoformat() if timeout else None)
 
     def as_kwargs(self) -> dict[str, Any]:
+        """What travels through the deferral (the answers so far; no decision yet)."""
         return {
             "triggered_by": self.triggered_by,
             "requested_at": self.requested_at,
             "timeout_at": self.timeout_at,
             "approvals": self.approvals,
         }
+
+    def saved(self) -> dict[str, Any]:
+        return {**self.as_kwargs(), "decision": self.decision, "rejected": self.rejected, "reason": self.reason}
 
 
 def answer_of(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,6 +190,9 @@ class ReleaseApprovalOperator(ApprovalOperator):
     def execute(self, context: Any) -> Any:
         triggered_by = context["dag_run"].triggering_user_name
         state = self._saved(context) or ApprovalState.start(triggered_by, self.response_timeout)
+        if state.decision is not None:
+            # An earlier try was decided but ended before it could act on it (see _save).
+            return self._act(context, state)
         if (why := self.policy.shortfall(triggered_by)) is not None:
             self._finish(context, state, NO_APPROVER, reason=why)
             raise AirflowFailException(f"{self.task_id}: cannot be approved: {why}")
@@ -239,7 +250,7 @@ class ReleaseApprovalOperator(ApprovalOperator):
 
     def _save(self, context: Any, state: ApprovalState) -> None:
         if (store := context.get("task_state_store")) is not None:
-            store.set(self.STATE_KEY, json.dumps(state.as_kwargs()))
+            store.set(self.STATE_KEY, json.dumps(state.saved()))
 
     def _saved(self, context: Any) -> ApprovalState | None:
         store = context.get("task_state_store")
@@ -248,9 +259,10 @@ class ReleaseApprovalOperator(ApprovalOperator):
             return None
         state = ApprovalState(**json.loads(raw))
         self.log.warning(
-            "Resuming the approval after an earlier try ended: %d approval(s) kept (%s)",
+            "Resuming the approval after an earlier try ended: %d approval(s) kept (%s), decision: %s",
             len(state.approvals),
             ", ".join(a["user"] for a in state.approvals) or "none",
+            state.decision or "none yet",
         )
         return state
 
@@ -267,18 +279,34 @@ class ReleaseApprovalOperator(ApprovalOperator):
     def execute_complete(self, context: Any, event: dict[str, Any], **kwargs: Any) -> Any:  # type: ignore[override]
         state = ApprovalState(**kwargs)
         if "superseded" in event:
-            # Recorded first: skipping what follows ends the task (Airflow 3 raises to skip).
-            self._finish(context, state, SUPERSEDED, reason=f"{event['superseded']} newer release(s) waiting")
-            context["ti"].xcom_push(key="superseded", value=event)
-            self.log.info("Superseded by a newer release; the request was closed and nothing follows")
-            self.skip(ti=context["ti"], tasks=context["task"].get_direct_relatives(upstream=False))
-            return None
+            return self._decide(context, state, SUPERSEDED, reason=f"{event['superseded']} newer release(s) waiting")
         if "error" in event:
             self.process_trigger_event_error(event)
         answer = answer_of(event)
         if event.get("timedout") or answer["user"] is None:
             answer.update(user=None, comment=f"no decision within {self.response_timeout}")
-            record = self._finish(context, state, TIMED_OUT, rejected=answer)
+            return self._decide(context, state, TIMED_OUT, rejected=answer)
+        if answer["user"] == state.triggered_by or answer["user"] in [a["user"] for a in state.approvals]:
+            # Airflow keeps a request's first assignees when it is asked again, so someone who has
+            # approved can answer again; the triggering user cannot (not assigned). Not counted.
+            self.log.warning("Ignoring the answer of %s: not an eligible approver of this run", answer["user"])
+            return self._ask(context, state)
+        if answer["choice"] == APPROVE:
+            state.approvals.append(answer)
+            if len(state.approvals) < self.policy.required:
+                self.log.info("Approved by %s (%d of %d)", answer["user"], len(state.approvals), self.policy.required)
+                return self._ask(context, state)
+            return self._decide(context, state, APPROVED)
+        return self._decide(context, state, REJECTED, rejected=answer)
+
+    def _decide(self, context: Any, state: ApprovalState, decision: str, **details: Any) -> Any:
+        """Keep the decision before acting on it: Airflow can fail a try that resumed right after it
+        parked (apache/airflow #67287), and the retry must act on the same decision, not ask again."""
+        state.decision = decision
+        state.rejected = details.get("rejected")
+        state.reason = details.get("reason")
+        self._save(context, state)
+        if decision == TIMED_OUT:
             notify(
                 self.notifications,
                 "approval_timeout",
@@ -288,22 +316,20 @@ class ReleaseApprovalOperator(ApprovalOperator):
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
             )
-            super().execute_complete(context, event)  # the default (Reject): skips downstream
+        return self._act(context, state)
+
+    def _act(self, context: Any, state: ApprovalState) -> Any:
+        """Record the decision and let the release go on (approved) or skip what follows (else)."""
+        assert state.decision is not None  # noqa: S101 - set by _decide or read back from the store
+        record = self._finish(context, state, state.decision, rejected=state.rejected, reason=state.reason)
+        if state.decision == APPROVED:
+            self.log.info("Approved. Proceeding with downstream tasks...")
             return record
-        if answer["user"] == state.triggered_by or answer["user"] in [a["user"] for a in state.approvals]:
-            # Not reachable through Airflow (the request is assigned to the others); kept as a guard
-            # should an auth manager ignore assigned users.
-            self.log.warning("Ignoring the answer of %s: not an eligible approver of this run", answer["user"])
-            return self._ask(context, state)
-        if answer["choice"] == APPROVE:
-            state.approvals.append(answer)
-            if len(state.approvals) < self.policy.required:
-                self.log.info("Approved by %s (%d of %d)", answer["user"], len(state.approvals), self.policy.required)
-                return self._ask(context, state)
-            super().execute_complete(context, event)
-            return self._finish(context, state, APPROVED)
-        record = self._finish(context, state, REJECTED, rejected=answer)
-        super().execute_complete(context, event)  # skips downstream
+        if state.decision == SUPERSEDED:
+            context["ti"].xcom_push(key="superseded", value={"reason": state.reason})
+            self.log.info("Superseded by a newer release; the request was closed and nothing follows")
+        # Recorded first: skipping what follows ends the task (Airflow 3 raises to skip).
+        self.skip(ti=context["ti"], tasks=context["task"].get_direct_relatives(upstream=False))
         return record
 
     def _finish(

@@ -180,9 +180,11 @@ def build_release_dag(spec: Any, spec_path: str | None = None) -> DAG:
         tags=sorted({"shipflow", "release", *spec.tags}),
         params=release_params(env_names, scheduled=train is not None),
         doc_md="\n".join(doc),
-        # Retries are for workers that die mid-wait (the retry adopts what the first try started);
-        # AWS failures and failed gates are final and handled by the rollback path instead.
-        default_args={"owner": ",".join(owners), "retries": 0, "retry_delay": timedelta(seconds=2 * POLL_SECONDS)},
+        # Retries are for tries that end under a task: a worker that dies mid-wait, or Airflow 3.3
+        # failing a task resumed right after it parked (apache/airflow #67287; the retry adopts what
+        # the first try started). AWS failures, failed gates and bad requests raise
+        # AirflowFailException: final, and handled by the rollback path instead.
+        default_args={"owner": ",".join(owners), "retries": 1, "retry_delay": timedelta(seconds=2 * POLL_SECONDS)},
     )
     with dag:
         request = ReleaseRequestCheckOperator(task_id="check_release_request", environments=env_names, train=train)
