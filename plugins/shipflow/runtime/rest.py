@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +25,11 @@ TASK_TERMINAL_STATES = frozenset({"success", "failed", "skipped", "upstream_fail
 # Answering a human-in-the-loop step right after its task reaches ``awaiting_input`` can fail the
 # task ("finished with state success, but the task instance's state attribute is queued";
 # apache/airflow #67287, #72716): measured 3 failures in 6 under 0.5 s, none in 6 after ~2 s.
-HITL_SETTLE_SECONDS = 2.0
+# The same race follows every deferral: the executor's report of the process that parked the task
+# arrives ~1 s later, and an answer that re-queued the task in between makes the scheduler fail it.
+# Answers wait until the task has been seen parked for this long.
+HITL_SETTLE_SECONDS = 3.0
+HITL_PARKED_STATES = frozenset({"deferred", "awaiting_input"})
 
 
 class AirflowApiError(RuntimeError):
@@ -150,6 +154,15 @@ class AirflowClient:
                 )
             time.sleep(0.5)
 
+    def list_dags(self, dag_id_prefix: str | None = None) -> list[dict[str, Any]]:
+        """Every DAG this user may read (up to 1,000), or those whose id starts with ``dag_id_prefix``."""
+        params: dict[str, Any] = {"limit": 1000}
+        if dag_id_prefix:
+            # dag_id_pattern is a SQL LIKE "contains" search ("_" matches any character): narrow it here.
+            params["dag_id_pattern"] = dag_id_prefix
+        dags = self._call("GET", "/api/v2/dags", params=params)["dags"]
+        return [d for d in dags if not dag_id_prefix or d["dag_id"].startswith(dag_id_prefix)]
+
     def import_errors(self) -> list[dict[str, Any]]:
         """Files the dag-processor could not import: ``filename``, ``bundle_name``, ``stack_trace``."""
         return self._call("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"]
@@ -187,6 +200,13 @@ class AirflowClient:
 
     def get_dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v2/dags/{_path(dag_id, 'dagRuns', run_id)}")
+
+    def list_dag_runs(self, dag_id: str, run_id_pattern: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The DAG's runs, newest first; ``run_id_pattern`` is a SQL LIKE "contains" search, not an exact match."""
+        params: dict[str, Any] = {"limit": limit, "order_by": "-run_after"}
+        if run_id_pattern:
+            params["run_id_pattern"] = run_id_pattern
+        return self._call("GET", f"/api/v2/dags/{_path(dag_id)}/dagRuns", params=params)["dag_runs"]
 
     def wait_for_dag_run(self, dag_id: str, run_id: str, timeout: float = 120) -> dict[str, Any]:
         """Wait until the run is ``success`` or ``failed`` and return it."""
@@ -252,12 +272,19 @@ class AirflowClient:
         return self._call("GET", path, params={"map_index": map_index})["value"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
-        """The task's log for one try, one event per line."""
+        """The task's log for one try, one event per line (an exception's message after its event)."""
         path = f"/api/v2/dags/{_path(dag_id, 'dagRuns', run_id, 'taskInstances', task_id, 'logs', try_number)}"
         body = self._call("GET", path, params={"full_content": "true", "map_index": map_index})
-        return "\n".join(
-            str(item.get("event", "")) if isinstance(item, dict) else str(item) for item in body["content"]
-        )
+        lines = []
+        for item in body["content"]:
+            if not isinstance(item, dict):
+                lines.append(str(item))
+                continue
+            lines.append(str(item.get("event", "")))
+            for error in item.get("error_detail") or []:
+                if isinstance(error, dict) and error.get("exc_value"):
+                    lines.append(f"{error.get('exc_type', 'Error')}: {error['exc_value']}")
+        return "\n".join(lines)
 
     # -- human in the loop ---------------------------------------------------------------------
     def hitl_details(
@@ -269,6 +296,11 @@ class AirflowClient:
             params["response_received"] = str(response_received).lower()
         path = f"/api/v2/dags/{_path(dag_id, 'dagRuns', run_id)}/hitlDetails"
         return self._call("GET", path, params=params)["hitl_details"]
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        """One task's human-in-the-loop step, answered or not (who answered, when, with what)."""
+        path = f"/api/v2/dags/{_path(dag_id, 'dagRuns', run_id, 'taskInstances', task_id, map_index)}/hitlDetails"
+        return self._call("GET", path)
 
     def wait_for_hitl(self, dag_id: str, run_id: str, task_id: str, timeout: float = 60) -> dict[str, Any]:
         """Wait until ``task_id`` of the run waits for an answer; returns its pending detail."""
@@ -292,15 +324,31 @@ class AirflowClient:
     ) -> dict[str, Any]:
         """Answer a pending step as this user (e.g. ``["Approve"]``).
 
-        Waits until the step has been pending for ``HITL_SETTLE_SECONDS`` (see the constant).
-        Airflow answers 403 for a user not in ``assigned_users``, 400 for an unknown option and
-        409 when the step was already answered.
+        Answers only once the task has been seen parked (``deferred`` or ``awaiting_input``) for
+        ``HITL_SETTLE_SECONDS`` (see the constant): the request is created before the task parks, and
+        a step that asks again (N of M approvals) parks anew after each answer. Airflow answers 403 for
+        a user not in ``assigned_users``, 400 for an unknown option and 409 when the step was already
+        answered.
         """
         path = f"/api/v2/dags/{_path(dag_id, 'dagRuns', run_id, 'taskInstances', task_id, map_index)}/hitlDetails"
-        detail = self._call("GET", path)
-        created = datetime.fromisoformat(detail["created_at"])
-        pending_for = (datetime.now(UTC) - created).total_seconds()
-        if pending_for < HITL_SETTLE_SECONDS:
-            time.sleep(HITL_SETTLE_SECONDS - pending_for)
+        self.wait_parked(dag_id, run_id, task_id, map_index)
         body = {"chosen_options": list(chosen_options), "params_input": dict(params_input or {})}
         return self._call("PATCH", path, json=body)
+
+    def wait_parked(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, timeout: float = 60) -> None:
+        """Return once the task has stayed parked for an answer for ``HITL_SETTLE_SECONDS`` (see the constant).
+
+        Gives up after ``timeout`` and lets the answer go: Airflow then decides (a task that is not
+        parked keeps the answer for its next look).
+        """
+        deadline = time.monotonic() + timeout
+        parked_since: float | None = None
+        while time.monotonic() < deadline:
+            state = self.task_instance(dag_id, run_id, task_id, map_index).get("state")
+            if state in HITL_PARKED_STATES:
+                parked_since = parked_since or time.monotonic()
+                if time.monotonic() - parked_since >= HITL_SETTLE_SECONDS:
+                    return
+            else:
+                parked_since = None
+            time.sleep(0.25)
