@@ -5,12 +5,16 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP  := $(VENV)/.installed
 PORT   ?= 4566
+UI_PORT ?= 8080
 
-.PHONY: help venv test lint demo lock sandbox seed bench clean
+.PHONY: help venv test lint demo up down status lock sandbox seed bench clean
 
 help:
 	@echo "make demo     run the main job end to end on embedded defaults (sets up .venv first)"
 	@echo "make test     lint + the whole test suite (what CI runs)"
+	@echo "make up       start the local stack in the background: Airflow on $(UI_PORT), AWS sandbox on $(PORT)"
+	@echo "make status   is the local stack running and healthy"
+	@echo "make down     stop the local stack (runs and history stay in .shipflow/)"
 	@echo "make sandbox  serve the AWS sandbox on port $(PORT), seeded with the example services"
 	@echo "make bench    run the benchmarks in bench/ (results: docs/benchmarks.md)"
 	@echo "make lock     re-resolve requirements.in into requirements.txt"
@@ -34,6 +38,15 @@ test: venv lint
 demo: venv
 	$(BIN)/shipflow demo
 
+up: venv
+	$(BIN)/shipflow up --port $(UI_PORT) --sandbox-port $(PORT)
+
+down: venv
+	$(BIN)/shipflow down
+
+status: venv
+	$(BIN)/shipflow status
+
 sandbox: venv
 	$(BIN)/shipflow sandbox up --port $(PORT) --seed
 
@@ -41,6 +54,7 @@ bench: venv
 	$(BIN)/python bench/bench_sandbox.py
 	$(BIN)/python bench/bench_aws_calls.py
 	$(BIN)/python bench/bench_parse.py
+	$(BIN)/python bench/bench_orchestration.py
 
 lock: venv
 	$(BIN)/uv pip compile --quiet requirements.in --python-version 3.11 \

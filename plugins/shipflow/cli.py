@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="run example releases end to end (sandbox + local Airflow)").set_defaults(
         func=cmd_demo
     )
+    from shipflow.runtime.stack import add_parsers as add_stack_parsers  # up, down, status
+
+    add_stack_parsers(commands)
     validate = commands.add_parser("validate", help="check service specs; every problem as file:line: field: message")
     validate.add_argument("paths", nargs="*", help="spec files or folders (default: include/services)")
     validate.set_defaults(func=cmd_validate)
@@ -222,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, SandboxError) as exc:
         print(f"shipflow: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `shipflow up | head -3`: the reader left, nothing is wrong here
+        sys.stderr.close()
+        return 0
     except OSError as exc:
         endpoint = getattr(args, "endpoint", None) or "the sandbox"
         print(f"shipflow: cannot reach {endpoint}: {exc}. Is it running? (shipflow sandbox up)", file=sys.stderr)

@@ -1,30 +1,29 @@
 """``make demo``: Shipflow's main job end to end, on embedded defaults, unattended.
 
-Starts the AWS sandbox (seeded from the example specs) and a local Airflow 3 (SQLite,
-LocalExecutor; api-server, scheduler, dag-processor, triggerer) whose DAGs are ``dags/``, then acts as
-CI and as an approver through Airflow's REST API:
+Starts its own local stack (``shipflow.runtime.stack.LocalStack``, the same one ``make up`` runs:
+the AWS sandbox seeded from the example specs, and a local Airflow 3 on SQLite with the
+LocalExecutor over ``dags/``) on free ports and a fresh home, so it needs nothing running and
+leaves a ``make up`` stack alone. Then it acts as CI and as an approver through Airflow's REST API:
 
 1. releases ``inventory-worker`` 1.1.0: promoted through staging and production;
-2. releases ``storefront-web`` 2.4.0: a production approval, answered by ``approver1``;
+2. releases ``storefront-web`` 2.4.0: a production approval, answered by ``approver1`` (CI, which
+   triggered the release, may not approve it);
 3. releases ``inventory-worker`` 1.2.0, whose revision turns unhealthy during the staging bake: the
    release rolls back to the last good revision and ends failed with the reason.
 
-It prints each release's stages with durations and outcome, and where to look. The stack runs only
-for the demo (``make up``, keeping it running, comes with the runtime issue).
+It prints each release's stages with durations and outcome, who approved what and when, and where
+to look in the UI. The stack stops with the demo; its home is kept, so ``shipflow up --home <home>``
+brings the runs back in the UI.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
-import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shipflow.sandbox import DEFAULT_HOST
-
-ROOT = Path(__file__).resolve().parents[2]
 STAGE_ORDER = (
     "check_deployment_window",
     "check_alarms",
@@ -32,6 +31,7 @@ STAGE_ORDER = (
     "check_artifact_present",
     "check_release_inputs",
     "plan_stack",
+    "decide_stack_approval",
     "approve_stack_change",
     "apply_stack",
     "approve_release",
@@ -56,11 +56,43 @@ def _seconds(ti: dict[str, Any]) -> str:
     return f"{duration:5.1f}s" if isinstance(duration, (int, float)) else "    - "
 
 
-def report(client: Any, dag_id: str, run_id: str) -> str:
-    """The run's stages per environment with state and duration, and the outcome."""
+def run_url(base_url: str, dag_id: str, run_id: str) -> str:
+    """The run's page in Airflow's UI."""
+    from urllib.parse import quote
+
+    return f"{base_url}/dags/{quote(dag_id)}/runs/{quote(run_id)}"
+
+
+def _time(value: str | None) -> str:
+    """An API timestamp as HH:MM:SS UTC (the date is the demo's own)."""
+    return datetime.fromisoformat(value).strftime("%H:%M:%S UTC") if value else "-"
+
+
+def _approvals(client: Any, dag_id: str, run_id: str) -> list[str]:
+    """Each answered human-in-the-loop step of the run: what, by whom, when, after how long."""
+    lines = []
+    answered = client.hitl_details(dag_id, run_id, response_received=True)
+    for detail in sorted(answered, key=lambda d: d.get("responded_at") or ""):
+        asked, answered_at = detail.get("created_at"), detail.get("responded_at")
+        waited = ""
+        if asked and answered_at:
+            waited = f", {(datetime.fromisoformat(answered_at) - datetime.fromisoformat(asked)).total_seconds():.0f}s"
+            waited += " after it was asked"
+        who = (detail.get("responded_by_user") or {}).get("name") or "?"
+        lines.append(
+            f"    approval {detail['task_instance']['task_id']}: {', '.join(detail.get('chosen_options') or [])}"
+            f" by {who} at {_time(answered_at)}{waited}"
+        )
+    return lines
+
+
+def report(client: Any, dag_id: str, run_id: str, base_url: str | None = None) -> str:
+    """The run's stages per environment with state and duration, its approvals, and the outcome."""
     run = client.get_dag_run(dag_id, run_id)
     tis = {ti["task_id"]: ti for ti in client.task_instances(dag_id, run_id)}
     lines = [f"  {dag_id} run {run_id}: {run['state'].upper()}"]
+    if base_url:
+        lines.append(f"    UI: {run_url(base_url, dag_id, run_id)}")
     for task_id in ("check_release_request", "build"):
         if task_id in tis:
             lines.append(f"    {task_id:<32} {tis[task_id]['state'] or '-':<16} {_seconds(tis[task_id])}")
@@ -68,15 +100,18 @@ def report(client: Any, dag_id: str, run_id: str) -> str:
         (tis[t].get("start_date") or "9") for t in tis if t.startswith(f"{e}.")))
     for env in envs:
         lines.append(f"    [{env}]")
-        for stage in STAGE_ORDER:
-            ti = tis.get(f"{env}.{stage}")
-            if ti and ti["state"] not in (None, "skipped", "removed"):
-                lines.append(f"      {stage:<30} {ti['state']:<16} {_seconds(ti)}")
+        ran = [(stage, tis[f"{env}.{stage}"]) for stage in STAGE_ORDER if f"{env}.{stage}" in tis]
+        ran = [(stage, ti) for stage, ti in ran if ti["state"] not in (None, "skipped", "removed")]
+        for stage, ti in ran:
+            lines.append(f"      {stage:<30} {ti['state']:<16} {_seconds(ti)}")
+        if not ran:
+            lines.append("      not reached")
         outcome = _outcome(client, dag_id, run_id, env)
         if outcome and not outcome.get("promoted"):
             lines.append(f"      -> not promoted: {outcome.get('reason')}; rolled back: {outcome.get('rolled_back')}")
         elif outcome:
             lines.append("      -> promoted")
+    lines += _approvals(client, dag_id, run_id)
     return "\n".join(lines)
 
 
@@ -88,46 +123,27 @@ def _outcome(client: Any, dag_id: str, run_id: str, env: str) -> dict[str, Any] 
 
 
 def run_demo() -> int:
-    from shipflow.runtime.local import LocalAirflow, free_port
-    from shipflow.sandbox.client import SANDBOX_CREDENTIALS, SandboxClient
-    from shipflow.sandbox.seed import bundle, bundle_key, seed
-    from shipflow.sandbox.server import make_server
+    from shipflow.runtime.local import free_port
+    from shipflow.runtime.rest import AirflowApiError
+    from shipflow.runtime.stack import LocalStack, StackStartError
+    from shipflow.sandbox.client import SandboxClient
+    from shipflow.sandbox.seed import bundle_key
 
     started = time.monotonic()
     _say("Shipflow demo: three releases of the example services, end to end")
     _say("(AWS is the local sandbox; Airflow runs locally on SQLite with the LocalExecutor.)\n")
-    server = make_server(DEFAULT_HOST, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    sandbox = SandboxClient(f"http://{DEFAULT_HOST}:{server.server_address[1]}")
-    sandbox.wait_ready()
-    sandbox.set_lifecycle("time", service="codedeploy", seconds=0.5)
-    sandbox.set_lifecycle("time", service="codebuild", seconds=0.2)
-    seed(sandbox)
-    _say(f"[1/4] sandbox at {sandbox.endpoint}, seeded from include/services/ ({time.monotonic() - started:.0f}s)")
-
-    connection = json.dumps(
-        {
-            "conn_type": "aws",
-            "login": SANDBOX_CREDENTIALS["aws_access_key_id"],
-            "password": SANDBOX_CREDENTIALS["aws_secret_access_key"],
-            "extra": {"endpoint_url": sandbox.endpoint, "region_name": sandbox.region},
-        }
-    )
     home = Path(tempfile.mkdtemp(prefix="shipflow-demo-"))
-    airflow = LocalAirflow(
-        home,
-        ROOT / "dags",
-        free_port(),
-        extra_env={"AIRFLOW_CONN_AWS_DEFAULT": connection, "SHIPFLOW_POLL_SECONDS": "1"},
-    )
+    # Its own stack on free ports: nothing needs to be running, and a `make up` stack is left alone.
+    # Release DAGs poll every second (a `make up` stack: 5 s) so that the demo takes minutes.
+    stack = LocalStack(home, port=free_port(), sandbox_port=0, poll_seconds="1")
+    _say(f"[1/4] starting the demo's own stack (home {home}; a `make up` stack is not touched)")
     try:
-        seconds = airflow.start(timeout=180)
-        _say(f"[2/4] Airflow up at {airflow.base_url} in {seconds:.0f}s (users: admin, approver1, approver2, ci)")
-        ci, approver = airflow.client("ci"), airflow.client("approver1")
-        s3 = sandbox.boto3("s3")
-        for service, version in (("inventory-worker", "1.1.0"), ("storefront-web", "2.4.0"),
-                                 ("inventory-worker", "1.2.0")):
-            s3.put_object(Bucket="shipflow-artifacts", Key=bundle_key(service, version), Body=bundle(service, version))
+        stack.start(timeout=300, say=lambda line: _say(f"  {line}"))
+        base_url = stack.airflow_url
+        _say(f"[2/4] stack ready in {time.monotonic() - started:.0f}s: Airflow UI {base_url} "
+             "(users: admin, approver1, approver2, ci, viewer; password = user name)")
+        ci, approver = stack.airflow.client("ci"), stack.airflow.client("approver1")
+        sandbox = SandboxClient(stack.sandbox_url)
 
         def release(service: str, version: str) -> tuple[str, str]:
             dag_id = f"release__{service}"
@@ -142,7 +158,7 @@ def run_demo() -> int:
         dag_id, run_id = release("inventory-worker", "1.1.0")
         ci.wait_for_dag_run(dag_id, run_id, timeout=300)
         runs.append((dag_id, run_id))
-        _say(report(ci, dag_id, run_id))
+        _say(report(ci, dag_id, run_id, base_url))
 
         dag_id, run_id = release("storefront-web", "2.4.0")
         ci.wait_for_hitl(dag_id, run_id, "production.approve_release", timeout=300)
@@ -150,7 +166,7 @@ def run_demo() -> int:
         approver.answer_hitl(dag_id, run_id, "production.approve_release", ["Approve"])
         ci.wait_for_dag_run(dag_id, run_id, timeout=300)
         runs.append((dag_id, run_id))
-        _say(report(ci, dag_id, run_id))
+        _say(report(ci, dag_id, run_id, base_url))
 
         dag_id, run_id = release("inventory-worker", "1.2.0")
         ci.wait_for_task_state(dag_id, run_id, "staging.watch_bake", {"running", "deferred"}, timeout=300)
@@ -158,16 +174,24 @@ def run_demo() -> int:
         _say("  inventory-worker 1.2.0 is deployed to staging; its revision now turns unhealthy (injected fault)")
         ci.wait_for_dag_run(dag_id, run_id, timeout=300)
         runs.append((dag_id, run_id))
-        _say(report(ci, dag_id, run_id))
+        _say(report(ci, dag_id, run_id, base_url))
 
         states = [ci.get_dag_run(d, r)["state"] for d, r in runs]
         _say(f"\n[4/4] outcomes: {', '.join(f'{r}={s}' for (_, r), s in zip(runs, states, strict=True))}")
-        _say(f"  in the UI (while it runs): {airflow.base_url}/dags/release__inventory-worker — log in as admin/admin")
-        _say(f"  Airflow home and logs: {home}")
+        _say("Where to look, in Airflow's UI (log in as admin/admin; approver1/approver1 sees the approvals):")
+        for dag_id, run_id in runs:
+            _say(f"  {run_url(base_url, dag_id, run_id)}")
+        _say(f"  The demo's stack stops now. To browse these runs again: shipflow up --home {home}")
+        _say(f"  (then the same pages on http://127.0.0.1:8080; stop it with shipflow down --home {home}).")
+        _say(f"  Logs: {stack.logs}/ (airflow/<component>.log, task logs under airflow/dag_id=...)")
         ok = states == ["success", "success", "failed"]
         _say(f"Demo {'OK' if ok else 'FAILED'}: one release promoted to production, one approved, one rolled back "
              f"({time.monotonic() - started:.0f}s).")
         return 0 if ok else 1
+    except (StackStartError, TimeoutError, AirflowApiError) as exc:
+        # A broken environment or a stuck release, not a bug of the caller's: the reason and the logs.
+        _say(f"Demo FAILED after {time.monotonic() - started:.0f}s: {exc}")
+        _say(f"Logs: {stack.logs}/")
+        return 1
     finally:
-        airflow.stop()
-        server.shutdown()
+        stack.stop()
