@@ -19,6 +19,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator
 
 from shipflow.release import outcome as rules
+from shipflow.release.promotion import promotion_problem
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
@@ -49,9 +50,9 @@ def check_request(conf: dict[str, Any], environments: Sequence[str]) -> dict[str
     if not isinstance(chosen, list) or not all(isinstance(e, str) for e in chosen):
         problems.append(f"environments must be a list of names, got {chosen!r}")
         chosen = list(environments)
-    unknown_envs = [e for e in chosen if e not in environments]
-    if unknown_envs:
-        problems.append(f"unknown environments {unknown_envs}; this service has {list(environments)}")
+    problem = promotion_problem(chosen, environments)
+    if problem:
+        problems.append(problem)
     emergency = conf.get("emergency", False)
     reason = conf.get("emergency_reason")
     if not isinstance(emergency, bool):
