@@ -491,8 +491,9 @@ def _rollback_tasks(env: Any, aws: dict[str, Any]) -> list[Any]:
             CloudFormationRollbackOperator(
                 task_id=rules.ROLLBACK_STACK,
                 stack_name=env.infrastructure.stack,
-                previous_template="{{ " + plan + "['previous_template'] }}",
-                previous_parameters="{{ " + plan + "['previous_parameters'] }}",
+                # Jinja renders text: the parameters travel as JSON (a dict would render as its repr).
+                previous_template="{{ " + plan + "['previous_template'] or '' }}",
+                previous_parameters="{{ " + plan + "['previous_parameters'] | tojson }}",
                 deferrable=True,
                 waiter_delay=POLL_SECONDS,
                 retries=1,

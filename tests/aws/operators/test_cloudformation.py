@@ -606,3 +606,39 @@ def test_botocore_stack_waiters_still_agree_with_constants():
         <= create["failure"]
         <= {*constants.STACK_FAILURE_STATES, "DELETE_COMPLETE"}
     )
+
+
+class _PlanTI:
+    """What a rendered template sees as ``ti``: the plan_stack XCom of the run."""
+
+    def __init__(self, planned):
+        self.planned = planned
+
+    def xcom_pull(self, task_ids=None, **_):
+        return self.planned if str(task_ids).endswith(".plan_stack") else None
+
+
+def test_the_release_dags_rollback_renders_the_plan_into_an_undo(sandbox, aws_conn, existing_stack, task_context):
+    """The generated rollback_stack's templates, rendered by Airflow's Jinja, undo the update (a dict
+    rendered without ``| tojson`` became its Python repr and every undo failed)."""
+    from shipflow.release.builder import register_release_dags
+    from tests.conftest import ROOT
+
+    namespace: dict = {}
+    register_release_dags(namespace, ROOT / "include" / "services")
+    generated = namespace["release__storefront-web"].task_dict["production.rollback_stack"]
+    planned = plan(aws_conn, task_context)
+    apply(aws_conn, task_context, planned)
+    generated.render_template_fields({"ti": _PlanTI(planned)})
+    assert isinstance(generated.previous_parameters, str)  # Jinja renders text
+
+    op = rollback_op(
+        aws_conn, previous_template=generated.previous_template, previous_parameters=generated.previous_parameters
+    )
+    result = op.execute(task_context(task_id="rollback_stack"))
+    assert result["rollback_action"] == "update_stack" and result["verified"] is True
+    assert release_version(sandbox) == "0.0.0"
+
+    as_repr = rollback_op(aws_conn, previous_template="x", previous_parameters=str(planned["previous_parameters"]))
+    with pytest.raises(AirflowFailException, match=r"previous_parameters rendered to .* not a JSON object: .*tojson"):
+        as_repr.execute(task_context(task_id="rollback_stack"))

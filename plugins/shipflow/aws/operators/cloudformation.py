@@ -86,6 +86,7 @@ from shipflow.aws.utils.cloudformation import (
     outputs_of,
     parameter_list,
     parameter_value,
+    rendered_parameters,
     validate_parameters,
 )
 from shipflow.aws.utils.idempotency import client_token, client_tokens, marker
@@ -754,7 +755,8 @@ class CloudFormationRollbackOperator(CloudFormationBaseOperator):
     :param previous_template: the template to restore after a successful update, e.g.
         ``plan.output["previous_template"]``. (templated)
     :param previous_parameters: the parameters to restore with it, e.g. ``plan.output["previous_parameters"]``;
-        parameters not given (NoEcho ones) keep their current values. (templated)
+        parameters not given (NoEcho ones) keep their current values. A Jinja template renders to
+        text, so render it as JSON: ``"{{ ti.xcom_pull(...)['previous_parameters'] | tojson }}"``. (templated)
     :param capabilities: for the undo; default: the stack's current capabilities. (templated)
     :param resources_to_skip: for ``ContinueUpdateRollback``: resources to leave as they are. (templated)
     :param wait_for_completion: wait until the rollback ends (default True).
@@ -783,7 +785,8 @@ class CloudFormationRollbackOperator(CloudFormationBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        validate_parameters(previous_parameters, "previous_parameters")
+        if not isinstance(previous_parameters, str):  # a template or JSON text is checked as rendered
+            validate_parameters(previous_parameters, "previous_parameters")
         self.stack_name = stack_name
         self.previous_template = previous_template
         self.previous_parameters = previous_parameters
@@ -791,6 +794,10 @@ class CloudFormationRollbackOperator(CloudFormationBaseOperator):
         self.resources_to_skip = resources_to_skip or []
 
     def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            self.previous_parameters = rendered_parameters(self.previous_parameters, "previous_parameters")
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
         record = self.new_record(self.action)
         stack = self.hook.get_stack(self.stack_name)
         if stack is None:

@@ -51,6 +51,27 @@ def parameter_list(parameters: dict[str, Any]) -> list[dict[str, Any]]:
     return listed
 
 
+def rendered_parameters(parameters: Any, field: str = "parameters") -> dict[str, Any] | None:
+    """Parameters as a template rendered them: a dict, or the JSON object of ``{{ ... | tojson }}``.
+
+    Jinja renders to text: ``{{ ti.xcom_pull(...)['previous_parameters'] }}`` gives a Python repr,
+    which is refused here with the fix; ``| tojson`` gives JSON, which is read back.
+    """
+    if isinstance(parameters, str):
+        text = parameters.strip()
+        if text in ("", "null", "None"):
+            return None
+        try:
+            parameters = json.loads(text)
+        except ValueError:
+            raise ValueError(
+                f"{field} rendered to {text[:80]!r}, which is not a JSON object: "
+                "render it with '| tojson', or pass a dict"
+            ) from None
+    validate_parameters(parameters, field)
+    return parameters
+
+
 def validate_parameters(parameters: Any, field: str = "parameters") -> None:
     """Parse-time check of a ``{key: value}`` parameters dict (a Jinja string is checked when rendered)."""
     if parameters is None or is_templated(parameters):
