@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from shipflow.runtime.rest import AirflowApiError
 from shipflow.sandbox.seed import bundle, bundle_key, seed
 
 pytestmark = pytest.mark.slow
@@ -150,7 +151,13 @@ def test_failed_rollback_reaches_the_manual_fallback(airflow_stack, seeded):
     ci, dag_id, run_id = release(airflow_stack, WORKER, "1.5.0")
     ci.wait_for_hitl(dag_id, run_id, "staging.manual_fallback", timeout=240)
     seeded.clear_faults()
-    airflow_stack.client("admin").answer_hitl(dag_id, run_id, "staging.manual_fallback", ["Environment restored"])
+    # The owners (bob and role:inventory-oncall, i.e. approver2) restore it; nobody else may confirm it.
+    with pytest.raises(AirflowApiError) as refused:
+        airflow_stack.client("admin").answer_hitl(dag_id, run_id, "staging.manual_fallback", ["Environment restored"])
+    assert refused.value.status == 403
+    airflow_stack.client("approver2").answer_hitl(
+        dag_id, run_id, "staging.manual_fallback", ["Environment restored"]
+    )
     run = finish(ci, dag_id, run_id, timeout=120)
     done = states(ci, dag_id, run_id)
     assert run["state"] == "failed", done
