@@ -438,9 +438,14 @@ def test_rollback_undoes_a_successful_update_once(sandbox, aws_conn, existing_st
     assert {p["ParameterKey"]: p["ParameterValue"] for p in restored["Parameters"]}["ApiKey"] == SECRET
     assert sandbox.boto3("cloudformation").get_template(StackName=STACK)["TemplateBody"] == template(V1)
 
+    # A retry (the first try died after its undo ended) recognises its own undo and sends nothing.
     again = op.execute(task_context(task_id="rollback_stack", try_number=2))
-    assert again["rollback_action"] == "none" and again["already_rolled_back"] is True
+    assert again["rollback_action"] == "update_stack" and again["adopted"] is True
     assert again["verified"] is True and len(operations_started(sandbox)) == 3
+    # Another task instance finds the stack as it was: nothing to do.
+    other = op.execute(task_context(task_id="rollback_stack", run_id="another-run"))
+    assert other["rollback_action"] == "none" and other["already_rolled_back"] is True
+    assert other["verified"] is True and len(operations_started(sandbox)) == 3
 
 
 def test_rollback_of_a_rolled_back_stack_has_nothing_to_do(sandbox, aws_conn, existing_stack, task_context):

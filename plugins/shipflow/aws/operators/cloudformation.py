@@ -846,6 +846,20 @@ class CloudFormationRollbackOperator(CloudFormationBaseOperator):
             record.update(rollback_action="none", already_rolled_back=True, expected_status=status)
             return self.finish(record)
         if status == STACK_UPDATE_COMPLETE and self.previous_template:
+            own = self.own_tokens(context)
+            latest = next(iter(self.hook.stack_events(stack_id, pages=1)), {})
+            if latest.get("ClientRequestToken") in own:  # an earlier try's undo ended before that try did
+                self.log.info("Stack %s: the undo an earlier try started has completed", self.stack_name)
+                record.update(
+                    rollback_action="update_stack",
+                    client_request_token=latest["ClientRequestToken"],
+                    expected_status=STACK_UPDATE_COMPLETE,
+                    operation="update",
+                    adopted=True,
+                    already_rolled_back=False,
+                    kept_parameters=self.kept_parameters(stack),
+                )
+                return self.finish(record)
             return self.undo(context, record, stack)
         if status == STACK_UPDATE_COMPLETE:
             raise AirflowFailException(
