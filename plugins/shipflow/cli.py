@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     from shipflow.runtime.stack import add_parsers as add_stack_parsers  # up, down, status
 
     add_stack_parsers(commands)
+    from shipflow.client.commands import add_parsers as add_client_parsers  # release, approve, reject
+
+    add_client_parsers(commands)
     validate = commands.add_parser("validate", help="check service specs; every problem as file:line: field: message")
     validate.add_argument("paths", nargs="*", help="spec files or folders (default: include/services)")
     validate.set_defaults(func=cmd_validate)
