@@ -7,6 +7,7 @@ Alarms use 10-second periods and datapoints carry explicit timestamps, so a brea
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,6 +82,23 @@ class Later:
         timer = threading.Timer(delay, run)
         timer.start()
         self.timers.append(timer)
+
+    def after_call(self, sandbox: Any, call: str, action: Callable[[], Any], timeout: float = 30) -> None:
+        """Run ``action`` once the sandbox has received one more ``call`` (e.g. the gate's first poll).
+
+        A fixed delay races the gate's start on a loaded machine: its first poll can come later.
+        """
+        before = sandbox.calls().get(call, 0)
+
+        def when_polled() -> None:
+            deadline = time.monotonic() + timeout
+            while sandbox.calls().get(call, 0) <= before:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the sandbox received no {call} within {timeout} s")
+                time.sleep(0.02)
+            action()
+
+        self(0, when_polled)
 
     def close(self) -> None:
         for timer in self.timers:

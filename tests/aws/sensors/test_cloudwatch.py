@@ -141,7 +141,9 @@ def test_deferrable_waits_in_the_trigger_until_the_alarm_clears(sandbox, aws_con
     assert isinstance(trigger, CloudWatchAlarmsOkTrigger)
     assert deferred.value.timeout.total_seconds() == 120  # the sensor's timeout bounds the deferral
 
-    later(0.5, lambda: set_state(cw, "payments-api-errors", "OK", "recovered"))
+    # After the trigger's first poll (it saw ALARM), so that it polls again and sees OK.
+    recover = lambda: set_state(cw, "payments-api-errors", "OK", "recovered")  # noqa: E731
+    later.after_call(sandbox, "cloudwatch:DescribeAlarms", recover)
     event = run_trigger(roundtrip(trigger))
     assert event["status"] == "success" and event["polls"] >= 2
     evidence = op.execute_complete(context, event=event)
