@@ -67,10 +67,10 @@ def test_clean_bake_passes_with_evidence(sandbox, aws_conn, cw, task_context, la
     started = time.monotonic()
     op = bake_op(aws_conn, alarm_name_prefix="payments-api-", metric_thresholds=[LATENCY], bake_time=2)
     result = op.execute(task_context())
-    assert 2 <= time.monotonic() - started < 3.5
+    assert 2 <= time.monotonic() - started < 8  # the whole bake, and not much more
 
     assert result["outcome"] == "passed" and result["breach"] is None
-    assert result["bake_time_s"] == 2 and result["polls"] >= 5
+    assert result["bake_time_s"] == 2 and result["polls"] >= 3  # polled through the bake (about 10 on a quiet machine)
     assert datetime.fromisoformat(result["watched_until"]) >= datetime.fromisoformat(result["deadline"])
     alarms = by_name(result["alarms"])
     assert alarms["payments-api-errors"]["states_seen"] == ["OK"]
@@ -140,7 +140,7 @@ def test_unhealthy_revision_trips_the_error_rate_alarm(sandbox, aws_conn, cw, ta
     started = time.monotonic()
     with pytest.raises(AwsActionFailed) as failure:
         bake_op(aws_conn, alarm_names=[alarm], bake_time=60).execute(task_context())
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # not the 60 s bake
     assert failure.value.status == "ALARM" and failure.value.resource_id == alarm
     assert "was greater than the threshold (5.0)" in failure.value.reason
 
@@ -187,7 +187,7 @@ def test_deferrable_bake_passes_in_the_trigger(sandbox, aws_conn, cw, task_conte
     event = run_trigger(roundtrip(trigger))
     assert event["status"] == "success" and event["watch_id"] == record["watch_id"]
     result = op.execute_complete(context, event=event, record=record)
-    assert result["outcome"] == "passed" and result["polls"] >= 5
+    assert result["outcome"] == "passed" and result["polls"] >= 3  # polled through the bake, not once
     assert result["alarms"][0]["states_seen"] == ["OK"] and result["metrics"][0]["datapoints"] == 0
     # The worker polled once before deferring; the trigger did the rest.
     assert [c["operation"] for c in result["aws_calls"]] == ["DescribeAlarms", "GetMetricData"]
