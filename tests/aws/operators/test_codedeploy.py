@@ -216,15 +216,21 @@ def test_rerun_after_success_does_not_deploy_again(sandbox, aws_conn, group, tas
     assert deployment_ids(sandbox) == [first["deployment_id"]]
 
 
-def test_retry_after_a_failed_deployment_starts_a_new_one(sandbox, aws_conn, group, task_context):
-    store = TaskStateStore()
+@pytest.mark.parametrize("remembered", [True, False], ids=["id in the state store", "found by marker"])
+def test_retry_after_a_failed_deployment_reports_that_failure_and_deploys_nothing(
+    sandbox, aws_conn, group, task_context, remembered
+):
+    # Airflow 3.3.2 can retry a try that failed on its own (#72716); a second deployment would hide
+    # the first one's failure and the release would promote.
     sandbox.add_fault("fail", "codedeploy", target=GROUP)
+    store = TaskStateStore()
     with pytest.raises(AwsActionFailed) as failure:
         deploy_op(aws_conn).execute(task_context(store=store))
-    result = deploy_op(aws_conn).execute(task_context(store=store, try_number=2))
-    assert result["status"] == "Succeeded" and result["adopted"] is False
-    assert deployment_ids(sandbox) == [result["deployment_id"], failure.value.resource_id]
-    assert store.values[constants.STATE_KEY_DEPLOYMENT_ID] == result["deployment_id"]
+    assert store.values[constants.STATE_KEY_DEPLOYMENT_ID] == failure.value.resource_id
+    with pytest.raises(AwsActionFailed) as again:
+        deploy_op(aws_conn).execute(task_context(store=store if remembered else TaskStateStore(), try_number=2))
+    assert again.value.resource_id == failure.value.resource_id and again.value.status == "Failed"
+    assert deployment_ids(sandbox) == [failure.value.resource_id]
 
 
 def test_another_partys_active_deployment_fails_clearly(sandbox, aws_conn, group, task_context):
@@ -247,8 +253,14 @@ def test_retry_while_codedeploy_rolls_back_is_refused(sandbox, aws_conn, rollbac
         deploy_op(aws_conn).execute(task_context(store=store))
     rollback_id = failure.value.result["rollback_deployment_id"]
     sandbox.set_lifecycle("manual", service="codedeploy", times=20)  # the rollback is slow, as on AWS
-    with pytest.raises(AwsActionFailed, match="busy with CodeDeploy's automatic rollback") as busy:
+    # A retry reports its deployment's failure again; it neither deploys nor waits behind the rollback.
+    with pytest.raises(AwsActionFailed) as again:
         deploy_op(aws_conn).execute(task_context(store=store, try_number=2))
+    assert again.value.resource_id == failure.value.resource_id
+    assert again.value.result["rollback_deployment_id"] == rollback_id
+    # Another task instance finds the group busy with that rollback, and says so.
+    with pytest.raises(AwsActionFailed, match="busy with CodeDeploy's automatic rollback") as busy:
+        deploy_op(aws_conn).execute(task_context(run_id="another-run"))
     assert busy.value.resource_id == rollback_id
 
 

@@ -3,8 +3,9 @@
 CodeDeploy takes no idempotency token, so every deployment these operators start ends its description
 with the task's marker (``constants.codedeploy.MARKER_FORMAT``). Before deploying, a task takes over
 what an earlier try of it started (the id in the task state store, else on a retry the marker among the
-group's newest deployments) if that is still running or has succeeded; a failed one is left and a new
-deployment starts. A group runs one deployment at a time: when another party's deployment holds it,
+group's newest deployments): one still running or succeeded is adopted; a failed one is the task's
+result again (a deployment's failure is final), while a rollback that failed is started anew. A group
+runs one deployment at a time: when another party's deployment holds it,
 the task fails and names that deployment rather than waiting behind it or replacing it.
 """
 
@@ -128,6 +129,8 @@ class _CodeDeployDeployingOperator(ShipflowAwsOperator[CodeDeployHook]):
     action: ClassVar[str] = ""
     #: What the deployment is, in failure messages ("deployment", "rollback").
     what: ClassVar[str] = "deployment"
+    #: The statuses of an earlier try's deployment that a retry takes over instead of starting anew.
+    adoptable: ClassVar[tuple[str, ...]] = DEPLOYMENT_ADOPTABLE_STATES
 
     def __init__(
         self,
@@ -175,11 +178,11 @@ class _CodeDeployDeployingOperator(ShipflowAwsOperator[CodeDeployHook]):
         remembered = self.remembered_id(context)
         if remembered:
             deployment = self.hook.get_deployment(remembered)
-            if deployment["status"] in DEPLOYMENT_ADOPTABLE_STATES:
+            if deployment["status"] in self.adoptable:
                 return deployment
         if self.is_retry(context):
             # The id may never have been stored (the try died first, or there is no state store).
-            return self.search_by_marker(context, DEPLOYMENT_ADOPTABLE_STATES)
+            return self.search_by_marker(context, self.adoptable)
         return None
 
     def search_by_marker(self, context: Any, statuses: Sequence[str]) -> dict[str, Any] | None:
@@ -372,6 +375,11 @@ class CodeDeployCreateDeploymentOperator(_CodeDeployDeployingOperator):
 
     action = "codedeploy.create_deployment"
     state_key = STATE_KEY_DEPLOYMENT_ID
+    # A deployment that failed is final: a retry reports that failure rather than deploying again.
+    # Airflow 3.3.2 can retry a try that failed on its own (apache/airflow #72716: a stale executor
+    # event after a quick resume from deferral), and a second deployment would then hide the first
+    # one's failure and let the release promote.
+    adoptable = (*DEPLOYMENT_ADOPTABLE_STATES, *DEPLOYMENT_FAILURE_STATES)
     template_fields: Sequence[str] = aws_template_fields(
         "application_name",
         "deployment_group_name",
