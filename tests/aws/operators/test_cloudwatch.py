@@ -23,7 +23,7 @@ from tests.aws.cloudwatch_helpers import (
     put_manual_alarm,
     set_state,
 )
-from tests.aws.conftest import roundtrip, run_trigger
+from tests.aws.conftest import TaskStateStore, roundtrip, run_trigger
 
 LATENCY = {
     "name": "payments-api latency",
@@ -289,3 +289,25 @@ def test_the_decision_is_made_from_the_evidence_not_the_triggers_verdict(finishe
 def test_mistakes_fail_when_the_dag_is_parsed(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CloudWatchBakeTimeOperator(task_id="bake", **kwargs)
+
+
+def test_a_retry_after_a_breach_fails_with_it_even_once_the_alarm_cleared(sandbox, aws_conn, cw, task_context):
+    """A breach is final: Airflow 3.3.2 can retry a try that failed on its own (#72716), and a fresh
+    bake after the alarm cleared would pass and promote what the first bake failed."""
+    put_manual_alarm(cw, "payments-api-errors", "ALARM")
+    store = TaskStateStore()
+    with pytest.raises(AwsActionFailed) as breach:
+        bake_op(aws_conn, alarm_names=["payments-api-errors"], bake_time=60).execute(task_context(store=store))
+    set_state(cw, "payments-api-errors", "OK")
+
+    with pytest.raises(AwsActionFailed, match="found by an earlier try of this bake") as again:
+        bake_op(aws_conn, alarm_names=["payments-api-errors"], bake_time=60).execute(
+            task_context(store=store, try_number=2)
+        )
+    assert (again.value.resource_id, again.value.status) == (breach.value.resource_id, "ALARM")
+    assert again.value.result["outcome"] == "breached"
+    # Another task instance bakes anew and passes.
+    result = bake_op(aws_conn, alarm_names=["payments-api-errors"], bake_time=0.5).execute(
+        task_context(store=TaskStateStore(), run_id="another-run")
+    )
+    assert result["outcome"] == "passed"

@@ -41,3 +41,6 @@ COMPARISON_OPERATORS: dict[str, tuple[Callable[[float, float], bool], str]] = {
     "LessThanThreshold": (operator.lt, "<"),
     "LessThanOrEqualToThreshold": (operator.le, "<="),
 }
+
+#: Task state store key of a bake's breach: a retry reports it again instead of baking anew.
+STATE_KEY_BAKE_BREACH = "cloudwatch_bake_breach"

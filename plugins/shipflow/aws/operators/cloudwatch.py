@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from shipflow.aws.constants.cloudwatch import (
     BAKE_DEFERRAL_GRACE_SECONDS,
     DEFAULT_BAKE_POLL_INTERVAL,
     DEFAULT_BAKE_TIME,
+    STATE_KEY_BAKE_BREACH,
 )
 from shipflow.aws.exceptions import AwsActionFailed, InvalidTriggerEvent
 from shipflow.aws.hooks.cloudwatch import (
@@ -67,6 +69,7 @@ class CloudWatchBakeTimeOperator(ShipflowAwsOperator[CloudWatchAlarmsHook]):
     """
 
     aws_hook_class = CloudWatchAlarmsHook
+    state_key = STATE_KEY_BAKE_BREACH
     template_fields: Sequence[str] = aws_template_fields("alarm_names", "alarm_name_prefix", "metric_thresholds")
     template_fields_renderers = {"metric_thresholds": "json"}
     operator_extra_links = (CloudWatchAlarmsLink(), CloudWatchAlarmLink())
@@ -114,6 +117,7 @@ class CloudWatchBakeTimeOperator(ShipflowAwsOperator[CloudWatchAlarmsHook]):
         watch.polled(now)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self.raise_earlier_breach(context)
         record = self.new_record(ACTION)
         started = utcnow()
         watch = BakeWatch(
@@ -195,6 +199,44 @@ class CloudWatchBakeTimeOperator(ShipflowAwsOperator[CloudWatchAlarmsHook]):
         return watch
 
     # -- the decision ------------------------------------------------------------------------------
+    def raise_earlier_breach(self, context: Any) -> None:
+        """A breach is final: a retry raises the one an earlier try found instead of baking anew.
+
+        Airflow 3.3.2 can retry a try that failed on its own (apache/airflow #72716); a fresh bake
+        after the alarm cleared would pass and promote the release the first bake failed.
+        """
+        kept = self.remembered_id(context)
+        if not kept:
+            return
+        failure = json.loads(kept)
+        self.log.info("An earlier try of this bake found a breach: %s", failure["message"])
+        raise AwsActionFailed(
+            f"{failure['message']} (found by an earlier try of this bake)",
+            resource_id=failure["resource_id"],
+            status=failure["status"],
+            reason=failure["reason"],
+            console_url=failure.get("console_url", ""),
+            result=failure.get("result"),
+        )
+
+    def breached(self, context: Any, failure: AwsActionFailed) -> AwsActionFailed:
+        """Keep the breach for a retry (see ``raise_earlier_breach``), then return it to raise."""
+        self.remember_id(
+            context,
+            json.dumps(
+                {
+                    "message": failure.args[0].split("; status=")[0],
+                    "resource_id": failure.resource_id,
+                    "status": failure.status,
+                    "reason": failure.reason,
+                    "console_url": failure.console_url,
+                    "result": {k: v for k, v in failure.result.items() if k != "aws_calls"},
+                },
+                default=str,
+            ),
+        )
+        return failure
+
     def finish(self, context: Any, watch: BakeWatch, record: Any) -> dict[str, Any]:
         evidence = watch.as_dict()
         breach = evidence["breach"]
@@ -212,18 +254,24 @@ class CloudWatchBakeTimeOperator(ShipflowAwsOperator[CloudWatchAlarmsHook]):
             link = CloudWatchAlarmLink().format_link(
                 region_name=region, aws_domain=CloudWatchAlarmLink.get_aws_domain(partition), alarm_name=breach["name"]
             )
-            raise AwsActionFailed(
-                f"CloudWatch alarm {breach['name']} is ALARM (since {breach['at']}), {when}",
-                resource_id=breach["name"],
-                status="ALARM",
-                reason=breach["reason"],
-                console_url=link,
-                result=result,
+            raise self.breached(
+                context,
+                AwsActionFailed(
+                    f"CloudWatch alarm {breach['name']} is ALARM (since {breach['at']}), {when}",
+                    resource_id=breach["name"],
+                    status="ALARM",
+                    reason=breach["reason"],
+                    console_url=link,
+                    result=result,
+                ),
             )
-        raise AwsActionFailed(
-            f"Metric {breach['name']} crossed its threshold ({breach['condition']}), {when}",
-            resource_id=breach["name"],
-            status="THRESHOLD_CROSSED",
-            reason=f"{breach['value']:g} at {breach['at']}",
-            result=result,
+        raise self.breached(
+            context,
+            AwsActionFailed(
+                f"Metric {breach['name']} crossed its threshold ({breach['condition']}), {when}",
+                resource_id=breach["name"],
+                status="THRESHOLD_CROSSED",
+                reason=f"{breach['value']:g} at {breach['at']}",
+                result=result,
+            ),
         )
