@@ -647,3 +647,25 @@ def test_the_release_dags_rollback_renders_the_plan_into_an_undo(sandbox, aws_co
     as_repr = rollback_op(aws_conn, previous_template="x", previous_parameters=str(planned["previous_parameters"]))
     with pytest.raises(AirflowFailException, match=r"previous_parameters rendered to .* not a JSON object: .*tojson"):
         as_repr.execute(task_context(task_id="rollback_stack"))
+
+
+def test_a_deferred_undo_resumes_with_the_rendered_parameters(sandbox, aws_conn, existing_stack, task_context):
+    """A deferred rollback_stack resumes in a fresh operator whose templates Airflow rendered again: the
+    parameters are the ``| tojson`` string, not the dict execute() made of them (every resumed undo
+    of a stack failed with "'str' object has no attribute 'items'", and only its retry verified it)."""
+    import json
+
+    planned = plan(aws_conn, task_context)
+    apply(aws_conn, task_context, planned)
+    rendered = json.dumps(planned["previous_parameters"])
+    first = rollback_op(
+        aws_conn, previous_template=planned["previous_template"], previous_parameters=rendered, deferrable=True
+    )
+    trigger, record = defer(first, task_context(task_id="rollback_stack"))
+    event = run_trigger(roundtrip(trigger))
+    resumed = rollback_op(
+        aws_conn, previous_template=planned["previous_template"], previous_parameters=rendered, deferrable=True
+    )
+    result = resumed.execute_complete(task_context(task_id="rollback_stack"), event=event, record=record)
+    assert result["rollback_action"] == "update_stack" and result["verified"] is True
+    assert release_version(sandbox) == "0.0.0"

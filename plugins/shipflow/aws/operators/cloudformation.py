@@ -933,7 +933,8 @@ class CloudFormationRollbackOperator(CloudFormationBaseOperator):
         values = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
         same_parameters = all(
             values.get(key) == parameter_value(value)
-            for key, value in (self.previous_parameters or {}).items()
+            # Rendered again when a deferred try resumes: a ``| tojson`` string here, not the dict execute() made.
+            for key, value in (rendered_parameters(self.previous_parameters, "previous_parameters") or {}).items()
             if value != USE_PREVIOUS_VALUE
         )
         return same_template and same_parameters
