@@ -214,6 +214,9 @@ class LocalAirflow:
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(self.home / "bundles"),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_folder),
             "PYTHONPATH": python_path,
+            # The audit store and its spool (docs/audit.md): one SQLite file for the stack's processes.
+            "SHIPFLOW_AUDIT_URL": f"sqlite:///{self.home / 'shipflow_audit.db'}",
+            "SHIPFLOW_AUDIT_SPOOL": str(self.home / "shipflow_audit.spool.jsonl"),
             # `airflow` children (task workers) are found next to this interpreter.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), inherited.get("PATH", os.defpath)]),
         }
@@ -279,6 +282,7 @@ class LocalAirflow:
             if code != 0:
                 raise AirflowStartError(f"`airflow db migrate` exited {code}")
             del self._processes["db-migrate"]
+            self.migrate_audit_store()
             for component, command in self.commands.items():
                 self._processes[component] = self._spawn(component, *command)
             self._wait_healthy(deadline, timeout)
@@ -290,6 +294,16 @@ class LocalAirflow:
             self.stop()
             raise
         return time.monotonic() - started
+
+    def migrate_audit_store(self) -> None:
+        """Create or upgrade the audit store's tables before any component can record an event."""
+        from shipflow.audit.store import AuditStore
+
+        try:
+            with AuditStore(self.env["SHIPFLOW_AUDIT_URL"], spool_path=self.env["SHIPFLOW_AUDIT_SPOOL"]) as store:
+                store.migrate()
+        except Exception as exc:
+            raise AirflowStartError(f"the audit store could not be migrated: {exc}") from None
 
     def _wait_healthy(self, deadline: float, timeout: float) -> None:
         client = AirflowClient(self.base_url, timeout=5)

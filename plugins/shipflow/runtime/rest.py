@@ -266,6 +266,20 @@ class AirflowClient:
             f"task {dag_id}/{run_id}/{task_id} to reach {sorted(wanted)}",
         )
 
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str, note: str | None = None) -> Any:
+        """Mark a task instance ``state`` by hand (what the UI's "Mark as" does)."""
+        body = {"new_state": state} | ({"note": note} if note else {})
+        return self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", json=body)
+
+    def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str], only_failed: bool = False) -> Any:
+        """Clear task instances so they run again (not a dry run)."""
+        body = {"dag_run_id": run_id, "task_ids": task_ids, "dry_run": False, "only_failed": only_failed}
+        return self._call("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", json=body)
+
+    def set_dag_run_state(self, dag_id: str, run_id: str, state: str) -> Any:
+        """Set a run's state by hand (``failed``, ``success`` or ``queued``)."""
+        return self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": state})
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         """The XCom value as the task pushed it (JSON types come back as JSON types)."""
         path = f"/api/v2/dags/{_path(dag_id, 'dagRuns', run_id, 'taskInstances', task_id, 'xcomEntries', key)}"
