@@ -1,8 +1,10 @@
-"""``shipflow audit migrate`` and ``shipflow audit verify``: the argparse side of the audit store.
+"""``shipflow audit migrate|verify|show``: the argparse side of the audit store.
 
 Wired into ``shipflow.cli.build_parser`` by ``add_parsers(commands)``. Exit codes of ``verify``:
 0 the chain is intact, 1 it is not (the first altered, inserted or deleted event is named),
 2 the URL is malformed, the store unreachable or not migrated: one line on stderr, no traceback.
+``show RUN`` prints the run's evidence record (exit 1: no events for that run; 2: as above, or a
+run id shared by several services without ``--service``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("--url", help=URL_HELP)
     verify.set_defaults(func=cmd_verify)
+    show = audit_cmds.add_parser(
+        "show", help="print one release's evidence record: timeline, approvals, gates, AWS actions, rollback"
+    )
+    show.add_argument("run_id", metavar="RUN", help="the Airflow run id of the release")
+    show.add_argument("--service", help="the service, when the run id names runs of several services")
+    show.add_argument("--json", action="store_true", help="print the record as JSON")
+    show.add_argument("--url", help=URL_HELP)
+    show.set_defaults(func=cmd_show)
 
 
 def _run(args: argparse.Namespace, action: Callable[..., int]) -> int:
@@ -48,8 +58,11 @@ def _run(args: argparse.Namespace, action: Callable[..., int]) -> int:
     try:
         store = AuditStore(url)
     except ArgumentError:
-        print(f"shipflow: {url!r} is not a database URL: expected e.g. sqlite:////path/audit.db or "
-              "postgresql://user@host:5432/db", file=sys.stderr)
+        print(
+            f"shipflow: {url!r} is not a database URL: expected e.g. sqlite:////path/audit.db or "
+            "postgresql://user@host:5432/db",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         return action(store)
@@ -59,8 +72,10 @@ def _run(args: argparse.Namespace, action: Callable[..., int]) -> int:
         print(f"shipflow: cannot use {store.display_url}: driver not installed ({exc})", file=sys.stderr)
     except DBAPIError as exc:
         reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
-        print(f"shipflow: cannot reach the audit store {store.display_url}: {reason[0] if reason else exc}",
-              file=sys.stderr)
+        print(
+            f"shipflow: cannot reach the audit store {store.display_url}: {reason[0] if reason else exc}",
+            file=sys.stderr,
+        )
     except AuditError as exc:
         print(f"shipflow: {exc}", file=sys.stderr)
     finally:
@@ -87,3 +102,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_BROKEN
 
     return _run(args, verify)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    from shipflow.audit.evidence import evidence, render_text
+
+    def show(store) -> int:
+        events = store.events(run_id=args.run_id)
+        if args.service:
+            events = [e for e in events if e.service == args.service]
+        services = sorted({e.service or "?" for e in events})
+        if not events:
+            print(
+                f"shipflow: no audit events for run {args.run_id!r} in {store.display_url}: "
+                "check the run id (Airflow UI, run details) and the store (--url)",
+                file=sys.stderr,
+            )
+            return EXIT_BROKEN
+        if len(services) > 1:
+            print(
+                f"shipflow: run id {args.run_id!r} names releases of {', '.join(services)}: add --service",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        record = evidence(events)
+        print(json.dumps(record, indent=2, sort_keys=True, default=str) if args.json else render_text(record))
+        return EXIT_OK
+
+    return _run(args, show)
