@@ -79,6 +79,26 @@ def sandbox(sandbox_process: SandboxClient) -> SandboxClient:
     return sandbox_process
 
 
+@pytest.fixture
+def seeded(sandbox: SandboxClient) -> SandboxClient:
+    """The sandbox with the example services' resources, and AWS fast enough for end-to-end releases."""
+    from shipflow.sandbox.seed import seed
+
+    sandbox.set_lifecycle("time", service="codedeploy", seconds=0.5)
+    sandbox.set_lifecycle("time", service="codebuild", seconds=0.2)
+    seed(sandbox)
+    return sandbox
+
+
+def upload(sandbox: SandboxClient, service: str, version: str) -> str:
+    """Put ``service``'s release bundle for ``version`` where its spec's artifact key says; returns the key."""
+    from shipflow.sandbox.seed import bundle, bundle_key
+
+    key = bundle_key(service, version)
+    sandbox.boto3("s3").put_object(Bucket="shipflow-artifacts", Key=key, Body=bundle(service, version))
+    return key
+
+
 # -- a live Airflow ---------------------------------------------------------------------------------
 AIRFLOW_DAGS = ROOT / "tests" / "airflow_dags"
 
@@ -134,18 +154,21 @@ def running_airflow(
     tmp_path_factory: pytest.TempPathFactory,
     name: str = "airflow",
     timeout: float = 120,
+    env: dict[str, str] | None = None,
     **options: Any,
 ) -> Iterator[AirflowStack]:
     """A started ``LocalAirflow`` over a copy of tests/airflow_dags/, connected to the sandbox.
 
-    ``options`` go to ``LocalAirflow`` (e.g. ``executor="CeleryExecutor"``, ``database_url=...``).
+    ``options`` go to ``LocalAirflow`` (e.g. ``executor="CeleryExecutor"``, ``database_url=...``);
+    ``env`` is added to every component's environment.
     A stack that does not start fails the test with every component's last log lines; the stack
     is stopped when the block ends. Logs stay in the pytest temp dir for diagnosis.
     """
     home = tmp_path_factory.mktemp(name)
     dags = home.parent / f"{home.name}-dags"
     shutil.copytree(AIRFLOW_DAGS, dags, ignore=shutil.ignore_patterns("__pycache__"))
-    airflow = LocalAirflow(home, dags, free_port(), extra_env=sandbox_connections(sandbox_process), **options)
+    extra_env = {**sandbox_connections(sandbox_process), **(env or {})}
+    airflow = LocalAirflow(home, dags, free_port(), extra_env=extra_env, **options)
     try:
         airflow.start(timeout=timeout)
     except AirflowStartError as exc:
