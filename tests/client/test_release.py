@@ -21,8 +21,8 @@ import yaml
 from shipflow.cli import main
 from shipflow.client import release as rel
 from shipflow.runtime.rest import AirflowApiError
-from shipflow.sandbox.seed import bundle, bundle_key, seed
-from tests.conftest import ROOT
+from shipflow.sandbox.seed import bundle_key
+from tests.conftest import ROOT, upload
 
 COMMIT = "4f2a9c1e5b7d90a1b2c3d4e5f60718293a4b5c6d"
 WORKER = "inventory-worker"
@@ -152,19 +152,6 @@ def as_user(airflow_stack, monkeypatch):
         monkeypatch.setenv("SHIPFLOW_AIRFLOW_PASSWORD", password or user)
 
     return login
-
-
-@pytest.fixture
-def seeded(sandbox):
-    sandbox.set_lifecycle("time", service="codedeploy", seconds=0.5)
-    sandbox.set_lifecycle("time", service="codebuild", seconds=0.2)
-    seed(sandbox)
-    return sandbox
-
-
-def upload(sandbox, service: str, version: str) -> None:
-    key = bundle_key(service, version)
-    sandbox.boto3("s3").put_object(Bucket="shipflow-artifacts", Key=key, Body=bundle(service, version))
 
 
 def shipflow(capsys, *args: str) -> tuple[int, str, str]:

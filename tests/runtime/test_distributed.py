@@ -24,8 +24,7 @@ from shipflow.runtime.backends import (
     scratch_redis_db,
 )
 from shipflow.runtime.local import LocalAirflow, celery_worker_name, free_port
-from shipflow.sandbox.seed import bundle, bundle_key, seed
-from tests.conftest import running_airflow, skip_or_fail
+from tests.conftest import running_airflow, skip_or_fail, upload
 
 WORKERS = {celery_worker_name(1), celery_worker_name(2)}
 WEB = "storefront-web"  # ECS blue/green with an infrastructure stage and a production approval
@@ -66,14 +65,6 @@ def celery_stack(sandbox_process, tmp_path_factory):
         yield stack
 
 
-@pytest.fixture
-def seeded(sandbox):
-    sandbox.set_lifecycle("time", service="codedeploy", seconds=0.5)
-    sandbox.set_lifecycle("time", service="codebuild", seconds=0.2)
-    seed(sandbox)
-    return sandbox
-
-
 def live_key(sandbox, service: str, env: str) -> str:
     codedeploy = sandbox.boto3("codedeploy")
     group = codedeploy.get_deployment_group(applicationName=service, deploymentGroupName=f"{service}-{env}")
@@ -98,8 +89,7 @@ def test_every_component_and_both_workers_are_up(celery_stack):
 @pytest.mark.slow
 def test_release_with_approval_runs_on_the_celery_workers_and_is_kept_in_postgres(celery_stack, seeded):
     version = "2.5.0"
-    key = bundle_key(WEB, version)
-    seeded.boto3("s3").put_object(Bucket="shipflow-artifacts", Key=key, Body=bundle(WEB, version))
+    key = upload(seeded, WEB, version)
     ci = celery_stack.client("ci")
     dag_id = f"release__{WEB}"
     ci.wait_for_dag(dag_id, timeout=120)
