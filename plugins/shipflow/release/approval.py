@@ -10,6 +10,8 @@ The policy, in one place (:class:`ApprovalPolicy`), used by the approval steps
   else (HTTP 403, even an admin). When too few approvers remain, the step fails at once with the reason.
 - N of M: ``required`` distinct approvers must approve. After each approval the request is asked again
   of those who have not approved yet; one rejection ends it.
+- Alerts: when a step starts asking, the spec's ``approval_pending`` notification goes out once
+  (not again when it asks the remaining approvers after one approved, nor when a retry resumes).
 - Timeout: when nobody decides in time, the request takes its default (``Reject``), the spec's
   ``approval_timeout`` notification goes out, and the step records ``timed_out``.
 - Every answer (who, when, choice, comment) is kept in the step's result (XCom), with the people
@@ -30,7 +32,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
 
-from shipflow.release.notify import notify
+from shipflow.release import notify as alerts
 from shipflow.release.triggers import ApprovalTrigger
 
 APPROVE, REJECT = ApprovalOperator.APPROVE, ApprovalOperator.REJECT
@@ -100,6 +102,8 @@ class ApprovalState:
     decision: str | None = None
     rejected: dict[str, Any] | None = None
     reason: str | None = None
+    # The approval_pending alert went out for this request (sent once, whatever resumes or retries).
+    pending_alerted: bool = False
 
     @classmethod
     def start(cls, triggered_by: str | None, timeout: timedelta | None) -> ApprovalState:
@@ -113,6 +117,7 @@ class ApprovalState:
             "requested_at": self.requested_at,
             "timeout_at": self.timeout_at,
             "approvals": self.approvals,
+            "pending_alerted": self.pending_alerted,
         }
 
     def saved(self) -> dict[str, Any]:
@@ -143,8 +148,10 @@ class ReleaseApprovalOperator(ApprovalOperator):
     :param response_timeout: how long to wait before the default, ``Reject``, applies.
     :param supersede: the service's ``execution_mode`` is ``superseded``.
     :param poll_interval: seconds between the trigger's looks (timeout, newer releases).
-    :param notifications: the spec's ``notifications`` section (dict), for ``approval_timeout``.
-    :param what: the step in words, for messages ("the release of x 1.2.0 to production").
+    :param notifications: the spec's ``notifications`` section (dict), for ``approval_pending`` and
+        ``approval_timeout``.
+    :param service: the service, for alerts (default: the DAG id).
+    :param environment: the environment, for alerts (default: the task's group).
     :return: the decision record: ``decision`` (approved | rejected | timed_out), ``chosen_options``,
         ``responded_by_user``, ``approvals`` and ``rejected_by`` (each ``{user, at, choice, comment}``),
         ``required``, ``eligible``, ``triggered_by``, ``requested_at``, ``timeout_at``.
@@ -159,6 +166,8 @@ class ReleaseApprovalOperator(ApprovalOperator):
         supersede: bool = False,
         poll_interval: float = 30,
         notifications: Mapping[str, Any] | None = None,
+        service: str | None = None,
+        environment: str | None = None,
         aws_conn_id: str | None = None,
         region_name: str | None = None,
         **kwargs: Any,
@@ -183,6 +192,8 @@ class ReleaseApprovalOperator(ApprovalOperator):
         self.supersede = supersede
         self.poll_interval = poll_interval
         self.notifications = dict(notifications or {})
+        self.service = service
+        self.environment = environment
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
 
@@ -219,6 +230,11 @@ class ReleaseApprovalOperator(ApprovalOperator):
             params=self.serialized_params,
             assigned_users=self.assigned_users,
         )
+        if not state.pending_alerted:
+            # After the request exists, so the link in the alert opens it.
+            self._alert(context, self._pending_alert(context, state, eligible))
+            state.pending_alerted = True
+            self._save(context, state)
         self.log.info(
             "Waiting for %d more approval(s) of %d from: %s (triggered by %s; timeout at %s)",
             self.policy.required - len(approved),
@@ -307,16 +323,77 @@ class ReleaseApprovalOperator(ApprovalOperator):
         state.reason = details.get("reason")
         self._save(context, state)
         if decision == TIMED_OUT:
-            notify(
-                self.notifications,
-                "approval_timeout",
-                subject=f"Shipflow: approval timed out: {self.subject}",
-                message=f"{self.subject}: nobody approved within {self.response_timeout}; the release was "
-                f"rejected (on_timeout: reject). Run {context['ti'].run_id}.",
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-            )
+            self._alert(context, self._timeout_alert(context, state))
         return self._act(context, state)
+
+    # -- alerts ------------------------------------------------------------------------------------
+    def _where(self, ti: Any) -> tuple[str, str | None]:
+        """(service, environment) for alerts: as the builder names them, else the DAG and the task's group."""
+        group, _, _ = ti.task_id.rpartition(".")
+        return self.service or ti.dag_id, self.environment or group or None
+
+    def _link(self, ti: Any) -> str | None:
+        try:
+            return self.generate_link_to_ui(task_instance=ti)  # the request's "required actions" page
+        except Exception:  # no [api] base_url: the task's page instead
+            return alerts.task_url(ti)
+
+    def _alert(self, context: Any, alert: alerts.Alert) -> None:
+        alerts.send(
+            self.notifications, alert, aws_conn_id=self.aws_conn_id, region_name=self.region_name, context=context
+        )
+
+    def _pending_alert(self, context: Any, state: ApprovalState, eligible: Sequence[str]) -> alerts.Alert:
+        ti = context["ti"]
+        service, environment = self._where(ti)
+        needed = self.policy.required - len(state.approvals)
+        who = ", ".join(eligible)
+        answer = f"shipflow approve {service} --env {environment} --run {ti.run_id}" if environment else None
+        return alerts.release_alert(
+            alerts.APPROVAL_PENDING,
+            title=f"approval needed: {self.subject}",
+            headline=f"{self.subject} waits for {needed} approval(s) from: {who}",
+            service=service,
+            version=alerts.requested_version(ti),
+            environment=environment,
+            run_id=ti.run_id,
+            details=[
+                ("Step", ti.task_id),
+                ("Triggered by", f"{state.triggered_by} (may not approve it)" if state.triggered_by else None),
+                ("Deadline", f"{state.timeout_at} (then: rejected)" if state.timeout_at else None),
+            ],
+            action=(
+                "review it, then approve or reject in Airflow (link below)"
+                + (f" or with `{answer}` (`shipflow reject ...` to refuse)" if answer else "")
+                + ". Nothing is deployed until it is approved."
+            ),
+            url=self._link(ti),
+        )
+
+    def _timeout_alert(self, context: Any, state: ApprovalState) -> alerts.Alert:
+        ti = context["ti"]
+        service, environment = self._where(ti)
+        asked = ", ".join(self.policy.eligible(state.triggered_by))
+        return alerts.release_alert(
+            alerts.APPROVAL_TIMEOUT,
+            title=f"approval timed out: {self.subject}",
+            headline=f"{self.subject}: nobody approved within {self.response_timeout}; the release was rejected "
+            "(on_timeout: reject)",
+            service=service,
+            version=alerts.requested_version(ti),
+            environment=environment,
+            run_id=ti.run_id,
+            details=[
+                ("Step", ti.task_id),
+                ("Asked", asked),
+                ("Approvals given", f"{len(state.approvals)} of {self.policy.required}"),
+            ],
+            action=(
+                f"nothing changed{f' in {environment}' if environment else ''}. To ship this version, trigger "
+                "the release again when an approver can answer in time."
+            ),
+            url=alerts.task_url(ti),
+        )
 
     def _act(self, context: Any, state: ApprovalState) -> Any:
         """Record the decision and let the release go on (approved) or skip what follows (else)."""
@@ -351,7 +428,7 @@ class ReleaseApprovalOperator(ApprovalOperator):
             "reason": reason,
             "required": self.policy.required,
             "eligible": self.policy.eligible(state.triggered_by),
-            **{k: v for k, v in state.as_kwargs().items() if k != "approvals"},
+            **{k: v for k, v in state.as_kwargs().items() if k not in ("approvals", "pending_alerted")},
         }
         context["ti"].xcom_push(key="approval", value=record)
         self.log.info("Approval %s: %s", decision, record)

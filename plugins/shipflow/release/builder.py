@@ -236,6 +236,8 @@ def _environment(spec: Any, env: Any, previous: Any) -> Any:
         "supersede": supersede,
         "poll_interval": POLL_SECONDS,
         "notifications": notifications,
+        "service": service,
+        "environment": name,
         "retries": 2,  # a retry keeps the approvals given so far (ReleaseApprovalOperator.STATE_KEY)
         **aws,
     }
@@ -424,25 +426,32 @@ def _environment(spec: Any, env: Any, previous: Any) -> Any:
             expected=expected,
             approvals=approvals,
             automatic=env.rollback.automatic,
+            service=service,
+            notifications=notifications,
             trigger_rule=TriggerRule.ALL_DONE,
+            **aws,
         )
         chain[-1] >> decide_outcome
         promote = EmptyOperator(task_id=rules.PROMOTE)
         no_rollback = EmptyOperator(task_id=rules.NO_ROLLBACK)
+        runbook_url = render(env.rollback.runbook_url or "(no runbook in the spec)", **placeholders(name, service))
         manual_fallback = ManualFallbackOperator(
             task_id=rules.MANUAL_FALLBACK,
             environment=name,
             service=service,
-            runbook_url=render(env.rollback.runbook_url or "(no runbook in the spec)", **placeholders(name, service)),
+            runbook_url=runbook_url,
             timeout=timedelta(seconds=seconds(env.rollback.manual_fallback_timeout)),
             assigned_users=hitl_users(owners),
             trigger_rule=TriggerRule.ONE_FAILED if env.rollback.automatic else TriggerRule.ALL_SUCCESS,
+            notifications=notifications,
+            **aws,
         )
         fail_release = FailReleaseOperator(
             task_id="fail_release",
             environment=name,
             service=service,
-            sns_topic_arn=spec.notifications.sns_topic_arn if spec.notifications else None,
+            notifications=notifications,
+            runbook_url=runbook_url,
             trigger_rule=TriggerRule.ALL_DONE,
             **aws,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator
 
+from shipflow.release import notify as alerts
 from shipflow.release import outcome as rules
 from shipflow.release.promotion import promotion_problem
 
@@ -155,7 +156,16 @@ class EnvironmentSelectedOperator(BaseOperator):
 
 
 class ReleaseOutcomeOperator(BaseBranchOperator):
-    """``decide_outcome``: promote, roll back what this run changed, or fail (see ``outcome``)."""
+    """``decide_outcome``: promote, roll back what this run changed, or fail (see ``outcome``).
+
+    When it starts a rollback it sends the ``rollback`` alert with the reason: here, where the
+    rollback path begins, so people learn of a bad release while the undo runs (it can take as long
+    as the deployment). Whether the undo worked follows in the ``failure`` alert (verified or not),
+    and a failed undo pages the owners (``manual_fallback``).
+
+    :param service: the service, for the alert.
+    :param notifications: the spec's ``notifications`` section (dict), for ``rollback``.
+    """
 
     def __init__(
         self,
@@ -164,6 +174,10 @@ class ReleaseOutcomeOperator(BaseBranchOperator):
         expected: Sequence[str],
         approvals: Sequence[str],
         automatic: bool = True,
+        service: str | None = None,
+        notifications: Mapping[str, Any] | None = None,
+        aws_conn_id: str | None = None,
+        region_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -171,6 +185,10 @@ class ReleaseOutcomeOperator(BaseBranchOperator):
         self.expected = list(expected)
         self.approvals = list(approvals)
         self.automatic = automatic
+        self.service = service
+        self.notifications = dict(notifications or {})
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
 
     def _in_group(self, step: str) -> str:
         return f"{self.environment}.{step}"
@@ -234,7 +252,42 @@ class ReleaseOutcomeOperator(BaseBranchOperator):
             )
         self._record(ti, decision, deployment_id, states, outcome=rules.outcome_name(decision, rejected_by))
         self.log.info("Outcome for %s: %s %s", self.environment, decision.next_tasks, decision.reason)
+        if decision.rolled_back:
+            self._alert_rollback(context, decision)
         return [self._in_group(t) for t in decision.next_tasks]
+
+    UNDOING = {
+        rules.ROLLBACK_DEPLOYMENT: "the deployment (rollback_deployment)",
+        rules.ROLLBACK_STACK: "the stack change (rollback_stack)",
+    }
+
+    def _alert_rollback(self, context: Any, decision: rules.Outcome) -> None:
+        ti = context["ti"]
+        service = self.service or ti.dag_id
+        version = alerts.requested_version(ti)
+        release = " ".join(filter(None, (service, version)))
+        alert = alerts.release_alert(
+            alerts.ROLLBACK,
+            title=f"{release} rolling back in {self.environment}",
+            headline=f"rolling back {release} in {self.environment}: {decision.reason}",
+            service=service,
+            version=version,
+            environment=self.environment,
+            run_id=ti.run_id,
+            details=[
+                ("Undoing", ", ".join(self.UNDOING.get(t, t) for t in decision.rolled_back)),
+                ("Failed step", decision.failed_step),
+            ],
+            action=(
+                "nothing yet: Shipflow is undoing this release's changes and verifies that AWS serves the last "
+                "good version again (verify_rollback); if the undo fails, the owners are paged (manual_fallback). "
+                f"Before releasing again, find out why {decision.failed_step or 'the release'} failed."
+            ),
+            url=alerts.task_url(ti),
+        )
+        alerts.send(
+            self.notifications, alert, aws_conn_id=self.aws_conn_id, region_name=self.region_name, context=context
+        )
 
     def _record(self, ti: Any, decision: Any, deployment_id: Any, states: dict[str, Any], *, outcome: str) -> None:
         ti.xcom_push(
@@ -322,13 +375,27 @@ class ManualFallbackOperator(HITLOperator):
 
     Pages the owners (the task waits for them in ``awaiting_input``) with the runbook link, and ends
     when someone confirms the environment is restored. Every such step is a *manual fallback* in
-    Shipflow's metrics.
+    Shipflow's metrics. The page is the ``manual_fallback`` alert, sent through Airflow's own HITL
+    hook (``notifiers``) once the request is open, once per try.
+
+    :param notifications: the spec's ``notifications`` section (dict), for ``manual_fallback``.
     """
 
     RESTORED = "Environment restored"
     NOT_RESTORED = "Not restored"
 
-    def __init__(self, *, environment: str, service: str, runbook_url: str, timeout: timedelta, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        environment: str,
+        service: str,
+        runbook_url: str,
+        timeout: timedelta,
+        notifications: Mapping[str, Any] | None = None,
+        aws_conn_id: str | None = None,
+        region_name: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(
             subject=f"Manual fallback: restore {service} in {environment}",
             body=(
@@ -342,6 +409,57 @@ class ManualFallbackOperator(HITLOperator):
             **kwargs,
         )
         self.environment = environment
+        self.service = service
+        self.runbook_url = runbook_url
+        self.notifications = dict(notifications or {})
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    def execute(self, context: Any) -> Any:
+        page = alerts.ReleaseAlertNotifier(
+            notifications=self.notifications,
+            alert=self.page(context),
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+        )
+        self.notifiers = [*self.notifiers, page]
+        return super().execute(context)
+
+    def page(self, context: Any) -> alerts.Alert:
+        """The ``manual_fallback`` alert: what failed, the runbook, who confirms, and where."""
+        ti = context["ti"]
+        outcome = ti.xcom_pull(task_ids=f"{self.environment}.decide_outcome", key="outcome") or {}
+        version = alerts.requested_version(ti)
+        release = " ".join(filter(None, (self.service, version)))
+        if outcome.get("rolled_back"):
+            headline = f"the automated rollback of {release} in {self.environment} failed: restore it by hand"
+        else:
+            headline = f"{release} changed {self.environment} and automatic rollback is off: restore it by hand"
+        owners = ", ".join(u["name"] for u in self.assigned_users or []) or "the owners"
+        try:
+            url: str | None = self.generate_link_to_ui(task_instance=ti)
+        except Exception:  # no [api] base_url: the task's page instead
+            url = alerts.task_url(ti)
+        return alerts.release_alert(
+            alerts.MANUAL_FALLBACK,
+            title=f"ACTION NEEDED: restore {self.service} in {self.environment}",
+            headline=headline,
+            service=self.service,
+            version=version,
+            environment=self.environment,
+            run_id=ti.run_id,
+            details=[
+                ("Why the release stopped", outcome.get("reason")),
+                ("Runbook", self.runbook_url),
+                ("Who confirms", owners),
+                ("Deadline", f"{self.response_timeout}, then the step fails as not restored"),
+            ],
+            action=(
+                f"restore {self.environment} to the last good version by the runbook, then answer "
+                f"'{self.RESTORED}' on the request in Airflow (link below), or '{self.NOT_RESTORED}' if you cannot."
+            ),
+            url=url,
+        )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         result = super().execute_complete(context, event)
@@ -354,8 +472,12 @@ class FailReleaseOperator(BaseOperator):
     """``fail_release``: ends a release that did not promote, with its reason, after any rollback.
 
     Skips itself when the environment promoted (it sits on the rollback path, which the branch
-    skips). Otherwise it publishes the outcome to the service's SNS topic, if any, and fails the run
-    with the reason, what was rolled back and whether the rollback was verified.
+    skips). Otherwise it sends the ``failure`` alert where the spec routes it, and fails the run with
+    the reason, what was rolled back and whether the rollback was verified.
+
+    :param notifications: the spec's ``notifications`` section (dict), for ``failure``.
+    :param sns_topic_arn: shorthand for ``notifications={"sns_topic_arn": ..., "on": ["failure"]}``.
+    :param runbook_url: linked when the environment was not confirmed restored.
     """
 
     def __init__(
@@ -363,7 +485,9 @@ class FailReleaseOperator(BaseOperator):
         *,
         environment: str,
         service: str,
+        notifications: Mapping[str, Any] | None = None,
         sns_topic_arn: str | None = None,
+        runbook_url: str | None = None,
         aws_conn_id: str | None = None,
         region_name: str | None = None,
         **kwargs: Any,
@@ -371,7 +495,10 @@ class FailReleaseOperator(BaseOperator):
         super().__init__(**kwargs)
         self.environment = environment
         self.service = service
-        self.sns_topic_arn = sns_topic_arn
+        if notifications is None and sns_topic_arn:
+            notifications = {"sns_topic_arn": sns_topic_arn, "on": [alerts.FAILURE]}
+        self.notifications = dict(notifications or {})
+        self.runbook_url = runbook_url
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
 
@@ -390,22 +517,44 @@ class FailReleaseOperator(BaseOperator):
         verify = states.get(f"{self.environment}.verify_rollback")
         fallback = states.get(f"{self.environment}.manual_fallback")
         rolled_back = ", ".join(result.get("rolled_back") or [])
-        if not rolled_back:
-            after = "nothing was changed, nothing to roll back"
-        elif verify == "success":
-            after = f"rolled back ({rolled_back}) and verified"
-        elif fallback == "success":
-            after = f"automated rollback failed; restored by hand (manual fallback) ({rolled_back})"
-        else:
-            after = f"automated rollback failed and the environment was NOT confirmed restored ({rolled_back})"
-        reason = result.get("reason") or "the release did not complete"
-        message = f"release of {self.service} failed in {self.environment}: {reason}; {after}"
-        if self.sns_topic_arn:
-            from airflow.providers.amazon.aws.hooks.sns import SnsHook
-
-            SnsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).publish_to_target(
-                target_arn=self.sns_topic_arn,
-                message=message,
-                subject=f"Shipflow: {self.service} release failed in {self.environment}"[:100],
+        env = self.environment
+        # Without an automatic rollback (rollback.automatic: false) nothing is "rolled back": what this
+        # run changed is left to the manual fallback.
+        undo = f"automated rollback failed ({rolled_back})" if rolled_back else "no automatic rollback"
+        if fallback == "success":
+            after = f"{undo}; restored by hand (manual fallback)"
+            action = f"{env} was restored by hand; find out why the release failed before releasing again."
+        elif fallback in rules.FAILED_STATES or (rolled_back and verify != "success"):
+            after = f"{undo} and the environment was NOT confirmed restored"
+            action = (
+                f"URGENT: {env} may still run the failed release. Restore it by the runbook "
+                f"({self.runbook_url or 'see the service spec'}) and check it serves the last good version."
             )
+        elif not rolled_back:
+            after = "nothing was changed, nothing to roll back"
+            action = f"nothing changed in {env}; fix what stopped the release, then trigger it again."
+        else:
+            after = f"rolled back ({rolled_back}) and verified"
+            action = (
+                f"{env} serves the last good version again; find out why the release failed, fix it and "
+                "release a new version."
+            )
+        reason = result.get("reason") or "the release did not complete"
+        message = f"release of {self.service} failed in {env}: {reason}; {after}"
+        version = alerts.requested_version(ti)
+        alert = alerts.release_alert(
+            alerts.FAILURE,
+            title=f"{' '.join(filter(None, (self.service, version)))} release failed in {env}",
+            headline=message,
+            service=self.service,
+            version=version,
+            environment=env,
+            run_id=ti.run_id,
+            details=[("Outcome", result.get("outcome")), ("Failed step", result.get("failed_step"))],
+            action=action,
+            url=alerts.task_url(ti),
+        )
+        alerts.send(
+            self.notifications, alert, aws_conn_id=self.aws_conn_id, region_name=self.region_name, context=context
+        )
         raise AirflowFailException(message)
