@@ -16,6 +16,7 @@ from shipflow.audit import APPROVAL, AWS_ACTION, RELEASE_REQUESTED, AuditError
 from shipflow.audit.chain import ALTERED, DELETED, INSERTED, chain_hash, utc
 from shipflow.audit.models import VERSION_TABLE, Base
 from shipflow.audit.store import AuditStore
+from shipflow.metrics.models import ReleaseMetric
 
 WRITERS, APPENDS_EACH = 6, 40
 
@@ -36,13 +37,15 @@ def sql(store: AuditStore, statement: str, **params) -> None:
 def test_migrate_creates_the_models_tables_and_is_repeatable(store_url, spool_path):
     with AuditStore(store_url, spool_path=spool_path) as store:
         store.downgrade("base")  # PostgreSQL's session database was migrated by the fixture: start empty
-        assert not {"audit_event", "audit_chain_head"} & set(inspect(store.engine).get_table_names())
+        assert not {"audit_event", "audit_chain_head", "release_metric"} & set(inspect(store.engine).get_table_names())
         store.migrate()
         store.migrate()
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == "0002"
         tables = set(inspect(store.engine).get_table_names())
         # Its own version table: the store may live in Airflow's database, whose is "alembic_version".
         assert {"audit_event", "audit_chain_head", VERSION_TABLE} <= tables and "alembic_version" not in tables
+        # The computed metrics (shipflow.metrics) live beside the events they are computed from.
+        assert ReleaseMetric.__tablename__ in tables
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "compare_type": True})
             assert compare_metadata(context, Base.metadata) == []

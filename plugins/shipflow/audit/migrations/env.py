@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import shipflow.metrics.models  # noqa: F401 - release_metric lives in the audit store's database too
 from shipflow.audit.models import VERSION_TABLE, Base
 
 
