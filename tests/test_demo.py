@@ -35,6 +35,10 @@ def test_demo_promotes_approves_and_rolls_back():
     assert "release__inventory-worker run demo-inventory-worker-1.2.0: FAILED" in out
     assert "-> not promoted: an alarm fired during the bake time; rolled back: ['rollback_deployment']" in out
     assert "Demo OK" in out
+    # The rolled-back release's evidence, from the audit store the stack recorded it in.
+    assert "Audit evidence of demo-inventory-worker-1.2.0" in out
+    assert "requested by ci via rest" in out and "rolling back rollback_deployment" in out
+    assert "rollback verified" in out and re.search(r"audit chain: \d+ events, chain intact", out)
     # Where to look: each run's page in the UI, and how to bring the stack back for it.
     base = re.search(r"Airflow UI (http://127\.0\.0\.1:\d+)", out).group(1)
     for dag_id, run_id in (("release__inventory-worker", "demo-inventory-worker-1.1.0"),

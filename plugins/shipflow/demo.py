@@ -115,6 +115,27 @@ def report(client: Any, dag_id: str, run_id: str, base_url: str | None = None) -
     return "\n".join(lines)
 
 
+def audit_report(url: str, run_id: str, timeout: float = 30) -> str:
+    """The run's evidence record from the audit store (``shipflow audit show``) and the chain's check."""
+    from shipflow.audit.evidence import evidence, render_text
+    from shipflow.audit.store import AuditStore
+
+    with AuditStore(url) as store:
+        deadline = time.monotonic() + timeout
+        # The scheduler records the run's end as it ends it: a moment after the client may see it.
+        while True:
+            events = store.events(run_id=run_id)
+            if any(e.kind == "release_finished" for e in events) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        verified = store.verify()
+    if not events:
+        return f"  audit: no events recorded for {run_id}"
+    body = "\n".join(f"    {line}" for line in render_text(evidence(events)).splitlines())
+    return (f"  Audit evidence of {run_id} (shipflow audit show {run_id}; also the run page's Audit evidence tab):\n"
+            f"{body}\n  audit chain: {verified.message}")
+
+
 def _outcome(client: Any, dag_id: str, run_id: str, env: str) -> dict[str, Any] | None:
     try:
         return client.xcom(dag_id, run_id, f"{env}.decide_outcome", key="outcome")
@@ -175,6 +196,8 @@ def run_demo() -> int:
         ci.wait_for_dag_run(dag_id, run_id, timeout=300)
         runs.append((dag_id, run_id))
         _say(report(ci, dag_id, run_id, base_url))
+
+        _say(audit_report(stack.airflow.env["SHIPFLOW_AUDIT_URL"], run_id))
 
         states = [ci.get_dag_run(d, r)["state"] for d, r in runs]
         _say(f"\n[4/4] outcomes: {', '.join(f'{r}={s}' for (_, r), s in zip(runs, states, strict=True))}")
