@@ -55,7 +55,31 @@ def sensitive_name(name: str) -> bool:
     return any(word in lowered for word in SENSITIVE_WORDS)
 
 
+def _conn_json_secrets(value: Any) -> Iterator[str]:
+    """Secrets in a JSON-form connection: its ``password``, and sensitive keys of its ``extra``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str) and item and (key == "password" or sensitive_name(key)):
+                yield item
+            elif isinstance(item, dict | str) and key == "extra":
+                yield from _conn_json_secrets(item if isinstance(item, dict) else _loads(item))
+            elif isinstance(item, dict):
+                yield from _conn_json_secrets(item)
+
+
+def _loads(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def _conn_uri_secrets(uri: str) -> Iterator[str]:
+    if uri.lstrip().startswith("{"):  # Airflow also takes a connection as JSON
+        yield from _conn_json_secrets(_loads(uri))
+        return
     try:
         parts = urlsplit(uri)
     except ValueError:
