@@ -14,26 +14,13 @@ import time
 import pytest
 
 from shipflow.runtime.rest import AirflowApiError
-from shipflow.sandbox.seed import bundle, bundle_key, seed
+from shipflow.sandbox.seed import bundle_key
+from tests.conftest import upload
 
 pytestmark = pytest.mark.slow
 
 WORKER = "inventory-worker"  # Server, in-place, no infrastructure, no approval
 WEB = "storefront-web"  # ECS blue/green with an infrastructure stage and a production approval
-
-
-@pytest.fixture
-def seeded(sandbox):
-    sandbox.set_lifecycle("time", service="codedeploy", seconds=0.5)
-    sandbox.set_lifecycle("time", service="codebuild", seconds=0.2)
-    seed(sandbox)
-    return sandbox
-
-
-def upload(sandbox, service: str, version: str) -> str:
-    key = bundle_key(service, version)
-    sandbox.boto3("s3").put_object(Bucket="shipflow-artifacts", Key=key, Body=bundle(service, version))
-    return key
 
 
 def release(airflow_stack, service: str, version: str, **conf):
