@@ -138,15 +138,14 @@ def compute(
     :param start: the interval's start (excluded), e.g. the DAG run's ``data_interval_start``.
     :param end: the interval's end (included).
     :param production: service -> its production environment (the last in its spec). Services not
-        named are given the last environment the audit trail shows them reaching
-        (``production_environments``).
+        named get the last environment the audit trail shows them reaching (``production_environments``).
     """
     ends = day_ends(start, end)
     if not ends:
         return 0
     computed_at = datetime.now(UTC)
     with _reading(bind) as conn:
-        environments = production_environments(conn, ends[-1])
+        environments = production_environments(conn)
         environments.update(production or {})
         rows: list[dict[str, Any]] = []
         for first in range(0, len(ends), DAYS_PER_BATCH):
@@ -198,13 +197,15 @@ def _writing(bind: Engine | Connection) -> Iterator[Connection]:
 
 
 # -- which environment is production ---------------------------------------------------------------
-def production_environments(conn: Connection, before: datetime) -> dict[str, str]:
-    """Service -> the last environment its releases reach, as the audit trail before ``before`` shows it.
+def production_environments(conn: Connection) -> dict[str, str]:
+    """Service -> the last environment its releases reach, as the whole audit trail shows it.
 
     Within a run, environments are entered in the spec's order, so the environment whose first task
     event comes last is the run's last; the run that reached the most environments (the latest of
-    those) names the service's production. A service none of whose releases reached production yet
-    gets its furthest environment: pass ``production`` to ``compute`` from the specs to be exact.
+    those) names the service's production. The whole trail is read, not the computed days only, so
+    that an old day computed again gets the same answer as a new one. A service none of whose
+    releases ever reached production gets its furthest environment: pass ``production`` to
+    ``compute`` (from the specs) to be exact.
     """
     entered = (
         select(
@@ -218,7 +219,6 @@ def production_environments(conn: Connection, before: datetime) -> dict[str, str
             events.c.kind.in_(TASK_KINDS),
             events.c.environment.is_not(None),
             events.c.service.is_not(None),
-            events.c.time < _utc(before),
         )
         .group_by(events.c.service, events.c.dag_id, events.c.run_id, events.c.environment)
         .subquery("entered")
