@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     from shipflow.audit.commands import add_parsers as add_audit_parsers  # audit migrate, audit verify
 
     add_audit_parsers(commands)
+    from shipflow.metrics.commands import add_parsers as add_metrics_parsers  # metrics
+
+    add_metrics_parsers(commands)
     validate = commands.add_parser("validate", help="check service specs; every problem as file:line: field: message")
     validate.add_argument("paths", nargs="*", help="spec files or folders (default: include/services)")
     validate.set_defaults(func=cmd_validate)

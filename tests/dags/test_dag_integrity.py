@@ -57,3 +57,10 @@ def test_example_service_task_graphs(dagbag, service, has_stack, has_approval, h
                          "check_service_metrics") if f"production.{t}" in ids]
     for before, after in zip(order, order[1:], strict=False):
         assert f"production.{before}" in dag.task_dict[f"production.{after}"].get_flat_relative_ids(upstream=True)
+
+
+def test_the_metrics_dag_is_hourly_and_computes_then_validates_then_publishes(dagbag):
+    dag = dagbag.dags["shipflow_metrics"]
+    assert dag.max_active_runs == 1
+    assert dag.task_dict["validate_metrics"].upstream_task_ids == {"compute_metrics"}
+    assert dag.task_dict["publish_metrics"].upstream_task_ids == {"validate_metrics"}

@@ -258,6 +258,17 @@ class CloudWatchAlarmsHook(AwsBaseHook):
         pages = paginator.paginate(MetricDataQueries=queries, StartTime=start_time, EndTime=end_time)
         return self._collect_metric_data(pages)
 
+    def put_metric_data(self, namespace: str, metric_data: Sequence[Mapping[str, Any]], batch: int = 500) -> list[str]:
+        """Publish ``metric_data`` in batches of ``batch`` (AWS takes up to 1,000 per call); the request ids.
+
+        .. seealso:: - :external+boto3:py:meth:`CloudWatch.Client.put_metric_data`
+        """
+        request_ids = []
+        for first in range(0, len(metric_data), batch):
+            answer = self.conn.put_metric_data(Namespace=namespace, MetricData=list(metric_data[first : first + batch]))
+            request_ids.append(answer.get("ResponseMetadata", {}).get("RequestId", ""))
+        return request_ids
+
     async def async_get_metric_data(
         self, client: Any, queries: list[dict[str, Any]], start_time: datetime, end_time: datetime
     ) -> dict[str, list[tuple[datetime, float]]]:
