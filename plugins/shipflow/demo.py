@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,26 @@ def audit_report(url: str, run_id: str, timeout: float = 30) -> str:
             f"{body}\n  audit chain: {verified.message}")
 
 
+def metrics_report(client: Any, url: str) -> str:
+    """Run the metrics DAG once (as its hourly schedule would) and show the headline figures."""
+    from shipflow.audit.store import AuditStore
+    from shipflow.metrics.dag import DAG_ID
+    from shipflow.metrics.publish import read_rows, render_table
+
+    client.wait_for_dag(DAG_ID, timeout=120)
+    run_id = f"demo-metrics-{int(time.time())}"
+    client.trigger_dag(DAG_ID, run_id=run_id)
+    run = client.wait_for_dag_run(DAG_ID, run_id, timeout=300)
+    with AuditStore(url) as store:
+        rows = read_rows(store.engine, window="30d")
+    newest = max((r["window_end"] for r in rows), default=None)
+    headline = [r for r in rows if r["window_end"] == newest and r["environment"] == "*" and not r["dimension"]]
+    body = "\n".join(f"    {line}" for line in render_table(headline).splitlines())
+    return (f"  Metrics DAG {DAG_ID} run {run_id}: {run['state'].upper()} (computed from the audit trail, "
+            f"checked by great-expectations, sent to CloudWatch namespace Shipflow).\n"
+            f"  Release metrics, the last 30 days so far (shipflow metrics; --detail for every breakdown):\n{body}")
+
+
 def _outcome(client: Any, dag_id: str, run_id: str, env: str) -> dict[str, Any] | None:
     try:
         return client.xcom(dag_id, run_id, f"{env}.decide_outcome", key="outcome")
@@ -156,7 +176,10 @@ def run_demo() -> int:
     home = Path(tempfile.mkdtemp(prefix="shipflow-demo-"))
     # Its own stack on free ports: nothing needs to be running, and a `make up` stack is left alone.
     # Release DAGs poll every second (a `make up` stack: 5 s) so that the demo takes minutes.
-    stack = LocalStack(home, port=free_port(), sandbox_port=0, poll_seconds="1")
+    from shipflow.audit.store import resolve_url
+
+    # Its audit trail goes to the store `shipflow audit` and `shipflow metrics` read by default.
+    stack = LocalStack(home, port=free_port(), sandbox_port=0, poll_seconds="1", audit_url=resolve_url())
     _say(f"[1/4] starting the demo's own stack (home {home}; a `make up` stack is not touched)")
     try:
         stack.start(timeout=300, say=lambda line: _say(f"  {line}"))
@@ -166,10 +189,13 @@ def run_demo() -> int:
         ci, approver = stack.airflow.client("ci"), stack.airflow.client("approver1")
         sandbox = SandboxClient(stack.sandbox_url)
 
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+
         def release(service: str, version: str) -> tuple[str, str]:
             dag_id = f"release__{service}"
             ci.wait_for_dag(dag_id, timeout=120)
-            run_id = f"demo-{service}-{version}"
+            # Unique per demo: the audit store outlives the demo's Airflow, and a run's evidence is by run id.
+            run_id = f"demo-{service}-{version}-{stamp}"
             ci.trigger_dag(dag_id, conf={"version": version, "commit": "4f2a9c1", "change_reference": "CHG-42"},
                            run_id=run_id)
             return dag_id, run_id
@@ -198,12 +224,14 @@ def run_demo() -> int:
         _say(report(ci, dag_id, run_id, base_url))
 
         _say(audit_report(stack.airflow.env["SHIPFLOW_AUDIT_URL"], run_id))
+        _say(metrics_report(ci, stack.airflow.env["SHIPFLOW_AUDIT_URL"]))
 
         states = [ci.get_dag_run(d, r)["state"] for d, r in runs]
         _say(f"\n[4/4] outcomes: {', '.join(f'{r}={s}' for (_, r), s in zip(runs, states, strict=True))}")
         _say("Where to look, in Airflow's UI (log in as admin/admin; approver1/approver1 sees the approvals):")
         for dag_id, run_id in runs:
             _say(f"  {run_url(base_url, dag_id, run_id)}")
+        _say(f"  From this shell: shipflow audit show {run_id} ; shipflow metrics ; shipflow audit verify")
         _say(f"  The demo's stack stops now. To browse these runs again: shipflow up --home {home}")
         _say(f"  (then the same pages on http://127.0.0.1:8080; stop it with shipflow down --home {home}).")
         _say(f"  Logs: {stack.logs}/ (airflow/<component>.log, task logs under airflow/dag_id=...)")

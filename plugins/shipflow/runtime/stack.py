@@ -99,6 +99,8 @@ class LocalStack:
     :param port: Airflow's API server and UI port.
     :param sandbox_port: the sandbox's port; 0 picks a free one (``sandbox_url`` tells which).
     :param poll_seconds: SHIPFLOW_POLL_SECONDS for the release DAGs.
+    :param audit_url: the audit store the stack records to (default: one inside its home). ``shipflow up``
+        and ``shipflow demo`` give the store ``shipflow audit`` and ``shipflow metrics`` read by default.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class LocalStack:
         sandbox_port: int,
         host: str = DEFAULT_HOST,
         poll_seconds: str = POLL_SECONDS,
+        audit_url: str | None = None,
         dags_folder: Path = DAGS_FOLDER,
     ) -> None:
         self.home = Path(home).resolve()
@@ -118,6 +121,7 @@ class LocalStack:
         self.port = port
         self.sandbox_port = sandbox_port
         self.poll_seconds = poll_seconds
+        self.audit_url = audit_url
         self.dags_folder = dags_folder
         self.services: list[str] = []
         self.spec_problems: list[str] = []
@@ -199,6 +203,8 @@ class LocalStack:
             "AIRFLOW_CONN_AWS_DEFAULT": _aws_connection(self.sandbox_url, DEFAULT_REGION),
             "SHIPFLOW_POLL_SECONDS": self.poll_seconds,
         }
+        if self.audit_url:
+            extra_env["SHIPFLOW_AUDIT_URL"] = self.audit_url
         self.airflow = StackAirflow(self.airflow_home, self.dags_folder, self.port, extra_env=extra_env)
         try:
             self.airflow.start(timeout=max(1.0, deadline - time.monotonic()))
@@ -306,8 +312,10 @@ def serve(home: Path, port: int, sandbox_port: int, host: str = DEFAULT_HOST, ti
     import psutil
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    from shipflow.audit.store import resolve_url
+
     stack = LocalStack(home, port=port, sandbox_port=sandbox_port, host=host,
-                       poll_seconds=os.environ.get("SHIPFLOW_POLL_SECONDS", POLL_SECONDS))
+                       poll_seconds=os.environ.get("SHIPFLOW_POLL_SECONDS", POLL_SECONDS), audit_url=resolve_url())
     me = psutil.Process()
     state: dict[str, Any] = {
         "pid": me.pid,
