@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,14 @@ from tests.conftest import ROOT
 RELEASE_DAGS = {"release__inventory-worker", "release__payments-api", "release__storefront-web"}
 
 
+# The stacks started here record to this store, not to the default one in the user's home.
+AUDIT_URL = f"sqlite:///{tempfile.mkdtemp(prefix='shipflow-stack-tests-')}/audit.db"
+
+
 def shipflow(*args: str, timeout: float = 480) -> subprocess.CompletedProcess[str]:
     """The ``shipflow`` command in a child process, with none of the caller's AIRFLOW_* settings."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env["SHIPFLOW_AUDIT_URL"] = AUDIT_URL
     return subprocess.run(
         [sys.executable, "-m", "shipflow", *args],
         capture_output=True,
