@@ -27,7 +27,7 @@ def shipflow_audit(*argv: str) -> int:
 
 def test_migrate_then_verify_an_empty_store(sqlite_url, capsys):
     assert shipflow_audit("migrate", "--url", sqlite_url) == 0
-    assert capsys.readouterr().out == f"audit store {sqlite_url} at revision 0001\n"
+    assert capsys.readouterr().out == f"audit store {sqlite_url} at revision 0002\n"
     assert shipflow_audit("verify", "--url", sqlite_url) == 0
     assert capsys.readouterr().out == "0 events, chain intact\n"
 
