@@ -2,10 +2,11 @@
 
 ``shipflow_metrics`` runs hourly (``dags/metrics.py``; built by ``build_metrics_dag``):
 
-- ``compute_metrics`` (``MetricsComputeOperator``): the windows of the days its data interval
-  completes (final), and the day in progress so far (provisional: the row's ``window_end`` is the
-  coming midnight, and the run that crosses it replaces it with the final value). Idempotent: a
-  rerun replaces the same windows' rows in one transaction.
+- ``compute_metrics`` (``MetricsComputeOperator``): the windows of the last day that ended (again,
+  so that events replayed late from a worker's spool are taken in), and the day in progress so far
+  (provisional: the row's ``window_end`` is the coming midnight, and the run that crosses it
+  replaces it with the final value). Idempotent: a rerun replaces the same windows' rows in one
+  transaction.
 - ``validate_metrics`` (``MetricsValidateOperator``): the rows just computed against the suite
   ``include/expectations/release_metrics.json``. A failure alerts (SNS, when a topic is configured)
   and fails the task, so nothing is published.
@@ -97,14 +98,16 @@ class MetricsComputeOperator(BaseOperator):
         production = production_environments()
         with _store() as store:
             store.migrate()  # the metrics table comes with the audit store's migrations
-            final = compute(store.engine, start, end, production=production)
+            # The interval's days, and the last day that ended before it: events a worker replays late
+            # from its spool (the store was away) still count in the day they happened.
+            final = compute(store.engine, start - timedelta(days=1), end, production=production)
             today = next_midnight(end)
             provisional = 0
             # The day in progress, so far (a catch-up run of a day long over leaves it to the run
             # that crosses its midnight).
             if today > datetime.now(UTC):
                 provisional = compute(store.engine, today - timedelta(days=1), today, production=production)
-        ends = [e.isoformat() for e in day_ends(start, end)]
+        ends = [e.isoformat() for e in day_ends(start - timedelta(days=1), end)]
         if provisional:
             ends.append(today.isoformat())
         self.log.info(
