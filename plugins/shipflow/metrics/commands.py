@@ -57,14 +57,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
             from shipflow.audit.models import AuditEvent
             from shipflow.metrics.compute import compute
-            from shipflow.metrics.operators import next_midnight, production_environments
+            from shipflow.metrics.operators import next_midnight, production_from_specs
 
             with store.engine.connect() as conn:
                 first = conn.execute(select(func.min(AuditEvent.__table__.c.time))).scalar()
             if first is not None:
                 now = datetime.now(UTC)
                 compute(store.engine, next_midnight(first) - timedelta(days=1), next_midnight(now),
-                        production=production_environments())
+                        production=production_from_specs())
         window = args.window or ("day" if args.since else "30d")
         rows = read_rows(store.engine, service=args.service, window=window, since=args.since)
         if not args.since and rows:  # per service, the newest window that saw releases

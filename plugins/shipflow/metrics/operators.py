@@ -36,7 +36,7 @@ def next_midnight(moment: datetime) -> datetime:
     return datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
-def production_environments(services_dir: Path | None = None) -> dict[str, str]:
+def production_from_specs(services_dir: Path | None = None) -> dict[str, str]:
     """Each valid spec's production environment: its last one (where a release ends)."""
     from shipflow.release.builder import SERVICES_DIR
     from shipflow.spec.loader import check_spec, load_defaults, spec_files
@@ -95,7 +95,7 @@ class MetricsComputeOperator(BaseOperator):
         # A run triggered by hand without a logical date has no data interval: the hour before it.
         end = context.get("data_interval_end") or datetime.now(UTC)
         start = context.get("data_interval_start") or end - timedelta(hours=1)
-        production = production_environments()
+        production = production_from_specs()
         with _store() as store:
             store.migrate()  # the metrics table comes with the audit store's migrations
             # The interval's days, and the last day that ended before it: events a worker replays late
