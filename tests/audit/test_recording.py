@@ -208,3 +208,14 @@ def test_the_evidence_record_groups_a_runs_events(configured):
     assert "requested by ci via rest" in text and "finished failed" in text and "staging: rolled_back" in text
     assert "rolling back rollback_deployment: the deployment failed" in text
     assert "failed: no resource; 0 AWS calls; error: HEALTH_CONSTRAINTS" in text
+
+
+def test_an_event_the_store_refuses_is_kept_in_the_spool(configured, spool_path):
+    from sqlalchemy import text
+
+    with configured.engine.begin() as conn:  # a store broken by hand: tables there, chain head gone
+        conn.execute(text("DELETE FROM audit_chain_head"))
+    event_id = uuid.uuid4()
+    assert recorder.record(ROLLBACK, event_id=event_id, dag_id="release__orders", run_id="r11")
+    [kept] = [json.loads(line) for line in spool_path.read_text().splitlines()]
+    assert kept["event_id"] == str(event_id) and kept["kind"] == ROLLBACK and kept["service"] == "orders"

@@ -110,42 +110,15 @@ def bounded(value: Any) -> Any:
     return {"truncated": True, "chars": len(text), "head": text[:2000]}
 
 
-def _spool(
-    kind: str,
-    event_id: uuid.UUID,
-    actor: str | None,
-    dag_id: str | None,
-    run_id: str | None,
-    service: str | None,
-    environment: str | None,
-    stage: str | None,
-    task_id: str | None,
-    try_number: int | None,
-    payload: dict[str, Any],
-    time: datetime | None,
-) -> bool:
+def _spool(kind: str, fields: Mapping[str, Any]) -> bool:
     """Keep an event the store refused for a reason other than being away (not migrated, a bug) in the spool."""
     from shipflow.audit.chain import Event
 
     try:
-        event = Event.new(
-            kind,
-            actor=(actor or SYSTEM_ACTOR)[:250],
-            dag_id=dag_id,
-            run_id=run_id,
-            service=service,
-            environment=environment,
-            stage=stage,
-            task_id=task_id,
-            try_number=try_number,
-            payload=payload,
-            event_id=event_id,
-            time=time,
-        )
-        store().spool.add(event.to_record())
+        store().spool.add(Event.new(kind, **fields).to_record())
     except Exception:
         return False
-    log.exception("audit event %s (%s) not stored; kept in the spool %s", event_id, kind, store().spool.path)
+    log.exception("audit event %s (%s) not stored; kept in the spool %s", fields["event_id"], kind, store().spool.path)
     return True
 
 
@@ -175,23 +148,23 @@ def record(
         stage = stage if stage is not None else found_stage
     service = service_of(dag_id)
     clean = redact(bounded(dict(payload or {})))
+    fields = {
+        "actor": (actor or SYSTEM_ACTOR)[:250],
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "service": service,
+        "environment": environment,
+        "stage": stage,
+        "task_id": task_id,
+        "try_number": try_number,
+        "payload": clean,
+        "event_id": event_id,
+        "time": time,
+    }
     try:
-        store().append(
-            kind,
-            actor=(actor or SYSTEM_ACTOR)[:250],
-            dag_id=dag_id,
-            run_id=run_id,
-            service=service,
-            environment=environment,
-            stage=stage,
-            task_id=task_id,
-            try_number=try_number,
-            payload=clean,
-            event_id=event_id,
-            time=time,
-        )
+        store().append(kind, **fields)
     except Exception:  # the trail must not fail the step it records: keep the event in the spool
-        if _spool(kind, event_id, actor, dag_id, run_id, service, environment, stage, task_id, try_number, clean, time):
+        if _spool(kind, fields):
             return True
         log.exception(
             "audit event %s (%s of %s %s %s) could not be recorded (store %s)",
