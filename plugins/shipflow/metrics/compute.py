@@ -130,13 +130,20 @@ def replace(conn: Connection, ends: Sequence[datetime], rows: Sequence[Mapping[s
 
 
 @contextmanager
+def _given(conn: Connection) -> Iterator[Connection]:
+    """A caller's connection: in its transaction if it has one, else in a transaction of its own."""
+    if conn.in_transaction():
+        yield conn
+    else:
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
 def _reading(bind: Engine | Connection) -> Iterator[Connection]:
     if isinstance(bind, Connection):
-        if bind.in_transaction():
-            yield bind
-        else:
-            with bind.begin():
-                yield bind
+        with _given(bind) as conn:
+            yield conn
         return
     with bind.connect() as conn:
         # The audit store's SQLite engine begins writers IMMEDIATE: ask it for a plain BEGIN.
@@ -152,14 +159,7 @@ def _reading(bind: Engine | Connection) -> Iterator[Connection]:
 
 @contextmanager
 def _writing(bind: Engine | Connection) -> Iterator[Connection]:
-    if isinstance(bind, Connection):
-        if bind.in_transaction():
-            yield bind
-        else:
-            with bind.begin():
-                yield bind
-        return
-    with bind.begin() as conn:
+    with _given(bind) if isinstance(bind, Connection) else bind.begin() as conn:
         yield conn
 
 
