@@ -168,7 +168,7 @@ def _task_event(ti: Any, state: str, error: Any = None) -> None:
         record(
             WINDOW_OVERRIDE,
             event_id=event_id_for(ti.dag_id, ti.run_id, ti.task_id, ti.try_number, WINDOW_OVERRIDE),
-            actor=(override.get("approved_by") or override.get("user")) if isinstance(override, dict) else None,
+            actor=override.get("approved_by") if isinstance(override, dict) else None,
             dag_id=ti.dag_id,
             run_id=ti.run_id,
             task_id=ti.task_id,
