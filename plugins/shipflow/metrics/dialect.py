@@ -15,6 +15,11 @@ case, window functions (``row_number()``/``count()`` over a partition), ``VALUES
   would iterate it.
 - **Seconds since the epoch** (``epoch``): SQLite keeps times as ISO text, read with
   ``julianday``; PostgreSQL ``EXTRACT(EPOCH FROM ...)``.
+- **Which index a join uses** (``by_run``): SQLite plans without statistics (nothing runs
+  ``ANALYZE`` on the audit store), so for "this release's approvals" it prefers
+  ``ix_audit_event_kind_time`` (``kind = ? AND time < ?``: every approval of the whole history, once
+  per release) over ``ix_audit_event_dag_id_run_id``. A unary ``+`` on ``kind``, SQLite's documented way
+  to take a term out of index use, leaves it the run's index. PostgreSQL has statistics: unchanged.
 - **An ISO 8601 text as a time** (``iso8601_epoch``): only text of the shape
   ``YYYY-MM-DD[T ]HH:MM[:SS[.f]][Z|±HH:MM]`` naming a real date and time is read (no offset means
   UTC); anything else is NULL on both engines. The pattern does the checking because PostgreSQL
@@ -27,7 +32,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, String, case, cast, column, extract, func, literal, literal_column
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 # A real calendar date (leap years included), a time, an optional UTC offset.
@@ -123,6 +129,13 @@ class Portable:
                 column("key", String), column("value", JSON), column("type", String), column("atom")
             )
         return JsonItems(from_, self.postgres)
+
+    def by_run(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """``column`` as a term no index is chosen for on SQLite (``+kind``): for joins from a run to its
+        own events, which must go through the (dag_id, run_id) index. The same column on PostgreSQL."""
+        if self.postgres:
+            return column
+        return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
     def epoch(self, timestamp: ColumnElement[Any]) -> ColumnElement[float]:
         """Seconds since 1970-01-01 UTC of a stored time (SQLite keeps UTC text, PostgreSQL timestamptz)."""

@@ -312,12 +312,15 @@ class Statements:
 
     def _manual_events(self) -> CTE:
         attempt, _ = self.releases()
+        # Every use of ``kind`` (the filters of the callers too, once SQLite flattens the CTE) through
+        # ``by_run``: the events are looked up by their run, not by kind over the whole history.
+        kind = self.sql.by_run(events.c.kind)
         return (
             select(
                 attempt.c.w,
                 attempt.c.service,
                 attempt.c.run_id,
-                events.c.kind,
+                kind.label("kind"),
                 events.c.payload["action"].as_string().label("action"),
                 events.c.payload["state"].as_string().label("state"),
             )
@@ -331,7 +334,7 @@ class Statements:
                     ),
                 )
             )
-            .where(events.c.kind.in_(MANUAL_KINDS))
+            .where(kind.in_(MANUAL_KINDS))
             .cte("manual")
         )
 
@@ -390,7 +393,7 @@ class Statements:
                         events.c.dag_id == attempt.c.dag_id,
                         events.c.run_id == attempt.c.run_id,
                         events.c.time <= attempt.c.time,
-                        events.c.kind.in_((audit.APPROVAL, audit.GATE_DECISION)),
+                        sql.by_run(events.c.kind).in_((audit.APPROVAL, audit.GATE_DECISION)),
                         self.state.in_(ENDED),
                         # This run's last attempt only: a rerun's duration starts again after the clear.
                         sql.epoch(events.c.time) >= sql.epoch(attempt.c.time) - attempt.c.duration,
@@ -478,7 +481,7 @@ class Statements:
             promoted.join(
                 requested,
                 and_(
-                    requested.c.kind == audit.RELEASE_REQUESTED,
+                    sql.by_run(requested.c.kind) == audit.RELEASE_REQUESTED,
                     requested.c.dag_id == promoted.c.dag_id,
                     requested.c.run_id == promoted.c.run_id,
                 ),
