@@ -301,12 +301,21 @@ def test_a_failed_write_leaves_the_previous_rows(history_store, monkeypatch):
 
     def measure_twice(conn, windows, production):  # every row twice: the insert fails on the primary key
         rows = real_measure(conn, windows, production)
-        return rows + [dict(row) for row in rows]
+        return rows + list(rows)
 
     monkeypatch.setattr(compute_module, "measure", measure_twice)
+    monkeypatch.setattr(compute_module, "INSERT_CHUNK", 5)  # the duplicates come chunks after the first rows
     with pytest.raises(IntegrityError):
         compute(history_store.engine, D1, END3)
     assert read_metrics(history_store, with_computed_at=True) == before  # the delete was rolled back with it
+
+
+def test_rows_written_in_many_insert_chunks_are_the_same_rows(history_store, monkeypatch):
+    compute(history_store.engine, D1, END3)
+    whole = read_metrics(history_store)
+    monkeypatch.setattr(compute_module, "INSERT_CHUNK", 3)
+    assert compute(history_store.engine, D1, END3) == len(whole)
+    assert read_metrics(history_store) == whole
 
 
 def test_an_hourly_interval_writes_a_day_only_once_it_has_ended(history_store):
