@@ -66,6 +66,15 @@ COLUMNS = ("window", "window_end", "service", "environment", "metric", "dimensio
 INSERT_CHUNK = 10_000
 # Memory for each sort of the read transaction on PostgreSQL (the default 4MB spills to disk).
 POSTGRES_WORK_MEM = "256MB"
+# No nested-loop joins where another join exists, in the read transaction on PostgreSQL. The planner
+# cannot estimate "a run's last release_finished" (``row_number() = 1``: 0.5% of the rows, where it is
+# nearly all of them), so it put the superseded check (``json_each`` over each release's outcomes)
+# inside a nested loop: re-run once per pair of rows, it grew the server process until the kernel
+# killed it (7 days of a 1M-event history, 22 GiB, the whole PostgreSQL cluster restarted). With hash
+# and merge joins each statement reads its rows once; the json_each over one row stays a nested loop.
+# The nested loops that remain cost 1e10 to the planner, far over jit_above_cost: without jit = off
+# every statement was JIT-compiled with inlining, 0.3-3 s each even on an empty store.
+POSTGRES_PLANNER = {"work_mem": POSTGRES_WORK_MEM, "enable_nestloop": "off", "jit": "off"}
 
 
 def _utc(value: datetime) -> datetime:
@@ -163,8 +172,9 @@ def _reading(bind: Engine | Connection) -> Iterator[Connection]:
         if postgres:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot for every query
         with conn.begin():
-            if postgres:  # the percentiles sort every sample of a batch: in memory, not in temp files
-                conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
+            if postgres:  # for this transaction only (see POSTGRES_PLANNER)
+                for setting, value in POSTGRES_PLANNER.items():
+                    conn.exec_driver_sql(f"SET LOCAL {setting} = '{value}'")
             yield conn
 
 
