@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from shipflow import metrics as m
+from shipflow.audit.store import AuditStore
 from shipflow.metrics import compute as compute_module
 from shipflow.metrics.compute import compute, day_ends, production_environments
 from shipflow.metrics.models import ReleaseMetric
@@ -385,3 +386,28 @@ def test_day_ends_read_other_time_zones_in_utc():
 def test_an_interval_that_ends_before_it_starts_is_refused():
     with pytest.raises(ValueError, match=r"metrics interval ends before it starts"):
         day_ends(datetime(2026, 3, 3), datetime(2026, 3, 2))
+
+
+def test_postgres_reads_without_nested_loops_and_leaves_the_callers_session_alone(postgres_url, tmp_path, monkeypatch):
+    """The read transaction's planner settings (a nested loop once grew a PostgreSQL backend until the
+    kernel killed it: docs/metrics.md "Cost") hold while the events are read, and only then."""
+    seen = []
+    real_measure = compute_module.measure
+
+    def measure_and_look(conn, windows, production):
+        seen.append({name: conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in ("enable_nestloop", "jit")})
+        return real_measure(conn, windows, production)
+
+    monkeypatch.setattr(compute_module, "measure", measure_and_look)
+    with AuditStore(postgres_url, spool_path=tmp_path / "spool.jsonl") as store:
+        with store.engine.begin() as conn:
+            conn.execute(ReleaseMetric.__table__.delete())
+        append(store, {"kind": "release_requested", "service": "x", "run": "r1", "at": D1 + timedelta(hours=1)})
+        compute(store.engine, D1, END3)  # an engine: compute's own transactions
+        with store.engine.connect() as conn:  # a connection not in a transaction: compute begins one
+            before = [conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in ("enable_nestloop", "jit")]
+            conn.rollback()
+            compute(conn, D1, END3)
+            assert [conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in ("enable_nestloop", "jit")] == before
+    assert before[0] == "on"  # the server's default, which the read transaction turns off
+    assert len(seen) == 2 and all(s == {"enable_nestloop": "off", "jit": "off"} for s in seen), seen

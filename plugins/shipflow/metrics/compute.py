@@ -162,7 +162,10 @@ def _given(conn: Connection) -> Iterator[Connection]:
 @contextmanager
 def _reading(bind: Engine | Connection) -> Iterator[Connection]:
     if isinstance(bind, Connection):
+        ours = not bind.in_transaction()  # a caller's transaction keeps its own settings
         with _given(bind) as conn:
+            if ours:
+                _plan(conn)
             yield conn
         return
     with bind.connect() as conn:
@@ -172,10 +175,15 @@ def _reading(bind: Engine | Connection) -> Iterator[Connection]:
         if postgres:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot for every query
         with conn.begin():
-            if postgres:  # for this transaction only (see POSTGRES_PLANNER)
-                for setting, value in POSTGRES_PLANNER.items():
-                    conn.exec_driver_sql(f"SET LOCAL {setting} = '{value}'")
+            _plan(conn)
             yield conn
+
+
+def _plan(conn: Connection) -> None:
+    """POSTGRES_PLANNER for the transaction ``conn`` is in (``SET LOCAL``); nothing on SQLite."""
+    if conn.dialect.name == "postgresql":
+        for setting, value in POSTGRES_PLANNER.items():
+            conn.exec_driver_sql(f"SET LOCAL {setting} = '{value}'")
 
 
 @contextmanager
