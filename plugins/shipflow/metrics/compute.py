@@ -143,10 +143,8 @@ def replace(
     stamped ``computed_at``. Call it in one transaction: a failed insert leaves the rows there were."""
     conn.execute(delete(metric_table).where(metric_table.c.window_end.in_(list(ends))))
     for first in range(0, len(rows), INSERT_CHUNK):
-        chunk = [dict(zip(COLUMNS, row, strict=True)) for row in rows[first : first + INSERT_CHUNK]]
-        for row in chunk:
-            row["computed_at"] = computed_at
-        conn.execute(insert(metric_table), chunk)
+        chunk = rows[first : first + INSERT_CHUNK]
+        conn.execute(insert(metric_table), [dict(zip(COLUMNS, r, strict=True), computed_at=computed_at) for r in chunk])
 
 
 @contextmanager
